@@ -1,0 +1,137 @@
+/* The token store: one SQLite file per token (WAL, synchronous=FULL, a
+ * versioned schema with migrations). Only src/store/ includes SQLite.
+ * Secret attributes are sealed here on the way in (AES-256-GCM under the
+ * token master key, AAD naming token serial, object handle and attribute
+ * type) and come back out sealed; store_unseal opens one when the core
+ * needs it. Every function is thread-safe (one connection per store,
+ * serialised by the store's own mutex) and many processes may open the same
+ * file at once. See docs/store-format.md. */
+#ifndef CUSTOS_STORE_H
+#define CUSTOS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "pkcs11.h"
+#include "util/guard.h"
+#include "crypto/crypto.h"
+
+typedef struct store store;
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MK_LEN 32
+#define STORE_SEALED_MK_LEN (STORE_MK_LEN + CRYPTO_SEAL_OVERHEAD)
+
+/* What identifies a token; fixed when the token is initialised. */
+typedef struct store_token_info {
+    char label[33];     /* NUL-terminated, at most 32 bytes of UTF-8 */
+    char serial[17];    /* 16 hex digits, random at creation, never changes */
+    int64_t created;    /* seconds since the epoch */
+} store_token_info;
+
+/* A login identity: the master key sealed under a key derived from its PIN.
+ * Issue 2 has two: name "so" (CKU_SO) and "user" (CKU_USER). */
+typedef struct store_user {
+    char name[64];
+    CK_USER_TYPE type;
+    uint32_t roles;                        /* bit set, used by the roles issue */
+    crypto_kdf_params kdf;
+    uint8_t salt[16];
+    uint8_t sealed_mk[STORE_SEALED_MK_LEN];
+    uint32_t failures;                     /* consecutive wrong PINs */
+    uint32_t flags;                        /* STORE_USER_* */
+} store_user;
+#define STORE_USER_DISABLED 0x1u
+
+/* Create a new token file (fails with CKR_DEVICE_ERROR if the path exists)
+ * holding the token row and its SO user, in one transaction. */
+CK_RV store_create(const char *path, const store_token_info *info,
+                   const store_user *so, store **out) CUSTOS_WUR;
+/* Open an existing token file, migrating the schema forward if needed.
+ * CKR_TOKEN_NOT_RECOGNIZED when the file is not a Custos store or is
+ * damaged; CKR_DEVICE_ERROR when it cannot be read. */
+CK_RV store_open(const char *path, store **out) CUSTOS_WUR;
+/* Close; NULL is fine. */
+void store_close(store *st);
+/* After fork, in the child: drop the handle without touching the
+ * connection (SQLite connections must not cross fork). */
+void store_forget_after_fork(store *st);
+
+CK_RV store_token_get(store *st, store_token_info *out) CUSTOS_WUR;
+/* C_InitToken on an initialised token: in one transaction delete every
+ * object and user, set the new label and the new SO user. */
+CK_RV store_reinit(store *st, const char *label, const store_user *so) CUSTOS_WUR;
+
+/* A counter SQLite bumps whenever another connection commits
+ * (PRAGMA data_version); cheap, used to invalidate caches. */
+CK_RV store_data_version(store *st, uint64_t *out) CUSTOS_WUR;
+
+/* ---- users ------------------------------------------------------------ */
+/* CKR_USER_PIN_NOT_INITIALIZED when no user has that name. */
+CK_RV store_user_get(store *st, const char *name, store_user *out) CUSTOS_WUR;
+/* Insert or replace by name. */
+CK_RV store_user_put(store *st, const store_user *u) CUSTOS_WUR;
+/* Atomically add one failure and return the new count (another process may
+ * be counting too). */
+CK_RV store_user_fail(store *st, const char *name, uint32_t *failures) CUSTOS_WUR;
+/* Set failures back to 0 (no write when already 0). */
+CK_RV store_user_reset_failures(store *st, const char *name) CUSTOS_WUR;
+
+/* ---- objects ------------------------------------------------------------ */
+typedef struct store_attr {
+    CK_ATTRIBUTE_TYPE type;
+    uint8_t *value;   /* insert/update: plaintext (borrowed); load: owned */
+    size_t len;
+    bool secret;      /* insert/update: seal it; load: value is the sealed blob */
+} store_attr;
+
+typedef struct store_object {
+    CK_OBJECT_HANDLE handle;
+    size_t n;
+    store_attr *attrs; /* owned; free with store_object_release */
+} store_object;
+
+/* Insert an object and all its attributes in one durable transaction (on
+ * disk before return). Handles are never reused (AUTOINCREMENT).
+ * mk may be NULL only when no attribute is secret. */
+CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
+                          size_t n, CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+/* CKR_OBJECT_HANDLE_INVALID when no such object. */
+CK_RV store_object_load(store *st, CK_OBJECT_HANDLE h, store_object *out) CUSTOS_WUR;
+void store_object_release(store_object *o);
+/* Insert or replace the given attributes of an existing object, durably. */
+CK_RV store_object_update(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
+                          const store_attr *attrs, size_t n) CUSTOS_WUR;
+/* CKR_OBJECT_HANDLE_INVALID when no such object. */
+CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h) CUSTOS_WUR;
+/* Handles of the objects having every (type, value) of tmpl, compared as
+ * bytes, from the index; n == 0 means every object. Ascending handle
+ * order. *out is malloc'ed (free()), NULL when *count is 0. Secret
+ * attributes never match (the core filters those itself). */
+CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n,
+                 CK_OBJECT_HANDLE **out, size_t *count) CUSTOS_WUR;
+/* Number of objects in the token. */
+CK_RV store_object_count(store *st, uint64_t *out) CUSTOS_WUR;
+
+/* Open a sealed attribute value from store_object_load. out must hold
+ * len - CRYPTO_SEAL_OVERHEAD bytes (secure memory, the caller's).
+ * CKR_ENCRYPTED_DATA_INVALID if the blob does not authenticate under this
+ * token, object and attribute (a moved or edited value). */
+CK_RV store_unseal(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
+                   CK_ATTRIBUTE_TYPE type, const uint8_t *blob, size_t len,
+                   uint8_t *out) CUSTOS_WUR;
+
+/* Sealing of the master key for a user (AAD names token serial and user). */
+CK_RV store_seal_mk(const char *serial, const char *user, const uint8_t *kek,
+                    const uint8_t mk[STORE_MK_LEN],
+                    uint8_t out[STORE_SEALED_MK_LEN]) CUSTOS_WUR;
+/* CKR_PIN_INCORRECT when the sealed key does not open under kek. */
+CK_RV store_unseal_mk(const char *serial, const char *user, const uint8_t *kek,
+                      const uint8_t in[STORE_SEALED_MK_LEN],
+                      uint8_t mk[STORE_MK_LEN]) CUSTOS_WUR;
+
+/* ---- small key/value table for token metadata --------------------------- */
+CK_RV store_meta_get(store *st, const char *key, uint8_t **val, size_t *len) CUSTOS_WUR;
+CK_RV store_meta_put(store *st, const char *key, const uint8_t *val, size_t len) CUSTOS_WUR;
+
+#endif
