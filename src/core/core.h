@@ -1,0 +1,225 @@
+/* The core: library state, slots and tokens, sessions and login, objects and
+ * operations. The api/ layer checks a caller's arguments and hands off to
+ * the functions here; only the core talks to store/ and policy/.
+ *
+ * Locking (no lock is ever held across crypto work on data):
+ *   lib.lock      the slot table and the session table; held briefly.
+ *   session.lock  one session's operation state; held for the call.
+ *   token.lock    login state, master key, object caches, session counts.
+ * Order: session.lock before token.lock; lib.lock is never taken while
+ * holding token.lock. */
+#ifndef CUSTOS_CORE_H
+#define CUSTOS_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "pkcs11.h"
+#include "custos.h"
+#include "util/guard.h"
+#include "util/hmap.h"
+#include "core/attr.h"
+#include "mech/mech.h"
+#include "policy/config.h"
+#include "store/store.h"
+
+#define CUSTOS_MANUFACTURER "Custos project"
+#define CUSTOS_LIBRARY_DESC "Custos PKCS#11 token"
+#define CUSTOS_MODEL "Custos soft"
+#define CUSTOS_MAX_SLOTS 64
+
+/* Session-object handles carry this bit; token objects use the store's
+ * row ids, which never reach it. */
+#define SESSION_OBJECT_BIT (1ULL << 48)
+
+typedef enum login_state {
+    LOGIN_NONE = 0,
+    LOGIN_USER,
+    LOGIN_SO,
+} login_state;
+
+typedef struct object {
+    CK_OBJECT_HANDLE handle;
+    atomic_uint refs;
+    CK_OBJECT_CLASS cls;
+    CK_KEY_TYPE kt;           /* CK_UNAVAILABLE_INFORMATION when not a key */
+    bool is_token;
+    bool is_private;
+    CK_SESSION_HANDLE owner;  /* session objects: the creating session */
+    attr_list attrs;
+} object;
+
+typedef struct token {
+    CK_SLOT_ID slot_id;
+    char path[4096];
+    pthread_mutex_t lock;
+    store *st;                /* NULL when not initialised */
+    store_token_info info;
+    login_state login;
+    uint8_t *mk;              /* secmem, STORE_MK_LEN bytes, while logged in */
+    unsigned sessions;        /* open sessions of this process */
+    unsigned rw_sessions;
+    hmap cache;               /* token objects: handle -> object* */
+    uint64_t cache_version;   /* store data_version the cache reflects */
+    hmap sobjs;               /* session objects: handle -> object* */
+    uint64_t next_sobj;
+    bool damaged;             /* the file could not be opened */
+    CK_RV damage_rv;
+} token;
+
+/* One active operation of a kind (encrypt, decrypt, sign, verify, digest). */
+typedef enum op_state {
+    OP_IDLE = 0,
+    OP_INIT,     /* ...Init done, no data call yet */
+    OP_MULTI,    /* an ...Update happened: only Update/Final may follow */
+} op_state;
+
+typedef struct op {
+    op_state state;
+    const mech_desc *mech;
+    mech_ctx *ctx;
+    /* A finished context kept for reuse by the next ...Init of a row with
+     * the same ops (mech_ops.reinit): no allocation on the hot path. */
+    mech_ctx *spare;
+    const mech_ops *spare_ops;
+} op;
+
+typedef struct find_state {
+    bool active;
+    CK_OBJECT_HANDLE *handles;
+    size_t n;
+    size_t pos;
+} find_state;
+
+typedef struct session {
+    CK_SESSION_HANDLE handle;
+    CK_SLOT_ID slot_id;
+    token *tok;
+    CK_FLAGS flags;           /* CKF_RW_SESSION | CKF_SERIAL_SESSION */
+    pthread_mutex_t lock;
+    atomic_uint refs;
+    bool closed;
+    op ops[MECH_OP_COUNT];
+    find_state find;
+} session;
+
+/* ---- library (core/library.c) ------------------------------------------ */
+CK_RV core_initialize(CK_C_INITIALIZE_ARGS_PTR args) CUSTOS_WUR;
+CK_RV core_finalize(void) CUSTOS_WUR;
+/* CKR_CRYPTOKI_NOT_INITIALIZED unless initialised in this process. */
+CK_RV core_check_initialized(void) CUSTOS_WUR;
+const custos_config *core_config(void);
+
+/* ---- slots and tokens (core/slot.c, core/token.c) ------------------------- */
+CK_RV core_slot_list(bool token_present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count) CUSTOS_WUR;
+/* The token of a slot (opening it on first use). CKR_SLOT_ID_INVALID. */
+CK_RV core_token(CK_SLOT_ID id, token **out) CUSTOS_WUR;
+CK_RV core_slot_info(CK_SLOT_ID id, CK_SLOT_INFO_PTR info) CUSTOS_WUR;
+CK_RV core_token_info(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info) CUSTOS_WUR;
+CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen,
+                      const uint8_t label[32]) CUSTOS_WUR;
+/* Rescan the store directory for tokens made by other processes. */
+CK_RV core_slots_refresh(void) CUSTOS_WUR;
+void token_free(token *t);
+
+/* ---- sessions (core/session.c) ------------------------------------------ */
+CK_RV core_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR out) CUSTOS_WUR;
+CK_RV core_close_session(CK_SESSION_HANDLE h) CUSTOS_WUR;
+CK_RV core_close_all_sessions(CK_SLOT_ID id) CUSTOS_WUR;
+/* Look a session up, take a reference and its lock. */
+CK_RV core_session_acquire(CK_SESSION_HANDLE h, session **out) CUSTOS_WUR;
+void core_session_release(session *s);
+CK_RV core_session_info(session *s, CK_SESSION_INFO_PTR info) CUSTOS_WUR;
+/* End every operation of the session (and its find), freeing all state. */
+void session_reset_ops(session *s);
+/* End one operation (its context may be kept as the spare). */
+void op_end(op *o);
+
+/* ---- login (core/login.c) ----------------------------------------------- */
+CK_RV core_login(session *s, CK_USER_TYPE type, const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
+CK_RV core_logout(session *s) CUSTOS_WUR;
+CK_RV core_init_pin(session *s, const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
+CK_RV core_set_pin(session *s, const uint8_t *old, size_t oldlen,
+                   const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
+/* Seal mk for a user under a new PIN into u (fresh salt, configured KDF). */
+CK_RV login_seal_for(const token *t, const char *name, CK_USER_TYPE type,
+                     const uint8_t *pin, size_t pinlen, const uint8_t *mk,
+                     store_user *u) CUSTOS_WUR;
+/* Called with t->lock held: forget the login (wipe mk, drop caches). */
+void login_clear_locked(token *t);
+
+/* ---- objects (core/object.c, core/find.c) ------------------------------- */
+/* Find an object visible to the session; takes a reference. */
+CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out) CUSTOS_WUR;
+void object_unref(object *o);
+/* Copy the key bytes of a key object into buf (cap bytes; the caller
+ * wipes it), unsealing on first use: CKR_USER_NOT_LOGGED_IN without the
+ * master key, CKR_KEY_SIZE_RANGE if it does not fit. */
+#define KEY_MAX_BYTES 512
+CK_RV object_key_copy(token *t, object *o, uint8_t *buf, size_t cap, size_t *len) CUSTOS_WUR;
+/* Read a boolean / ulong attribute of a shared object under the token lock. */
+bool object_bool(token *t, object *o, CK_ATTRIBUTE_TYPE type, bool dflt);
+/* Run fn over the object's attributes with the token lock held. */
+CK_RV object_with_attrs(token *t, object *o, CK_RV (*fn)(attr_list *l, void *arg), void *arg) CUSTOS_WUR;
+/* Make an object from a complete attribute list (takes ownership of
+ * attrs on success): persists token objects, registers session objects. */
+CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+CK_RV core_create_object(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                         CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
+CK_RV core_copy_object(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                       CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
+CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h) CUSTOS_WUR;
+CK_RV core_get_object_size(session *s, CK_OBJECT_HANDLE h, CK_ULONG_PTR size) CUSTOS_WUR;
+CK_RV core_get_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) CUSTOS_WUR;
+CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) CUSTOS_WUR;
+CK_RV core_find_init(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n) CUSTOS_WUR;
+CK_RV core_find(session *s, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR count) CUSTOS_WUR;
+CK_RV core_find_final(session *s) CUSTOS_WUR;
+/* Destroy the session objects a session owns (on close). */
+void object_drop_session_objects(token *t, CK_SESSION_HANDLE owner);
+/* Drop cached token objects (on logout, or when another process changed
+ * the store). Called with t->lock held. */
+void object_cache_flush_locked(token *t);
+
+/* ---- operations (core/op.c) --------------------------------------------- */
+/* Resolve and check a mechanism for an operation kind: CKR_MECHANISM_INVALID
+ * when unknown, not for this kind, or legacy without policy. */
+CK_RV op_mech(CK_MECHANISM_PTR m, mech_op kind, const mech_desc **out) CUSTOS_WUR;
+CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key) CUSTOS_WUR;
+/* C_Encrypt, C_Decrypt, C_Sign (one-shot data calls). */
+CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
+                      CK_BYTE_PTR out, CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_op_update(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
+                     CK_BYTE_PTR out, CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_op_final(session *s, mech_op kind, CK_BYTE_PTR out, CK_ULONG_PTR outlen) CUSTOS_WUR;
+/* C_Verify / C_VerifyFinal. */
+CK_RV core_verify(session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                  CK_ULONG siglen, bool oneshot) CUSTOS_WUR;
+CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key) CUSTOS_WUR;
+/* Look up a key for mechanism d and use `usage` (0: none), copying its
+ * bytes into buf (KEY_MAX_BYTES; the caller wipes *len bytes). A missing
+ * object gives invalid_rv (CKR_KEY_HANDLE_INVALID, or the wrapping
+ * variants); an unfit one CKR_KEY_TYPE_INCONSISTENT,
+ * CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_KEY_SIZE_RANGE. */
+CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
+             CK_RV invalid_rv, uint8_t *buf, size_t *len) CUSTOS_WUR;
+
+/* ---- keys (core/keys.c) --------------------------------------------------- */
+CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                        CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
+CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
+                    CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                      CK_BYTE_PTR wrapped, CK_ULONG wrappedlen, CK_ATTRIBUTE_PTR t,
+                      CK_ULONG n, CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
+CK_RV core_random(CK_BYTE_PTR out, CK_ULONG len) CUSTOS_WUR;
+
+/* ---- helpers shared by core files ----------------------------------------- */
+/* Blank-pad src into a fixed-size PKCS#11 string field (no NUL). */
+void pad_field(CK_UTF8CHAR *dst, size_t width, const char *src);
+bool session_is_rw(const session *s);
+login_state session_login(const session *s);
+
+#endif

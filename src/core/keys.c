@@ -1,0 +1,198 @@
+/* Key management (PKCS#11 3.2 sec. 5.14): C_GenerateKey, C_WrapKey,
+ * C_UnwrapKey, and C_GenerateRandom. Key values are made and unwrapped into
+ * secure memory and leave the token only wrapped, by the rules of
+ * CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED and the wrapping key's
+ * CKA_WRAP_TEMPLATE. */
+#include <stdlib.h>
+#include <string.h>
+#include "core/internal.h"
+#include "crypto/crypto.h"
+#include "util/buf.h"
+#include "util/secmem.h"
+
+CK_RV core_random(CK_BYTE_PTR out, CK_ULONG len)
+{
+    return len == 0 ? CKR_OK : crypto_random(out, len);
+}
+
+CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                        CK_OBJECT_HANDLE_PTR out)
+{
+    CK_RV rv;
+    attr_list l;
+    uint8_t *v = NULL;
+    CK_ULONG len = 0;
+
+    attr_list_init(&l);
+    const mech_desc *d = mech_find(m->mechanism);
+    ENSURE(d != NULL && (d->flags & MECH_KEYGEN), CKR_MECHANISM_INVALID);
+    /* Key generation mechanisms of this kind take no parameter. */
+    ENSURE(m->pParameter == NULL && m->ulParameterLen == 0, CKR_MECHANISM_PARAM_INVALID);
+    GUARD_OUT(schema_build(TMPL_GENERATE, CKO_SECRET_KEY, d->gen_key_type, d->type, t, n, &l));
+    ENSURE_OUT(attr_get_ulong(&l, CKA_VALUE_LEN, &len), CKR_TEMPLATE_INCOMPLETE);
+    ENSURE_OUT(len > 0 && len <= KEY_MAX_BYTES && mech_key_size_ok(d, len), CKR_KEY_SIZE_RANGE);
+    v = secmem_alloc(len);
+    ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
+    GUARD_OUT(crypto_random(v, len));
+    GUARD_OUT(schema_set_value(&l, v, len));
+    GUARD_OUT(object_add(s, &l, out));
+out:
+    secmem_free(v, len);
+    attr_list_free(&l);
+    return rv;
+}
+
+/* The wrapping key's side of C_WrapKey: usable for wrapping, trusted if
+ * the key demands it, its CKA_WRAP_TEMPLATE satisfied by the key. */
+struct wrap_check {
+    object *wrapping;
+    bool trusted;
+    attr wrap_template;  /* copy of the wrapping key's CKA_WRAP_TEMPLATE */
+};
+
+static CK_RV wrapping_info_locked(attr_list *l, void *arg)
+{
+    struct wrap_check *w = arg;
+    w->trusted = attr_bool(l, CKA_TRUSTED, false);
+    const attr *a = attr_find(l, CKA_WRAP_TEMPLATE);
+    if (a != NULL && a->len > 0) {
+        w->wrap_template.type = a->type;
+        w->wrap_template.flags = 0;
+        w->wrap_template.value = malloc(a->len);
+        ENSURE(w->wrap_template.value != NULL, CKR_HOST_MEMORY);
+        memcpy(w->wrap_template.value, a->value, a->len);
+        w->wrap_template.len = a->len;
+    }
+    return CKR_OK;
+}
+
+static CK_RV wrappable_locked(attr_list *l, void *arg)
+{
+    const struct wrap_check *w = arg;
+    CK_ULONG cls;
+    ENSURE(attr_get_ulong(l, CKA_CLASS, &cls) && cls == CKO_SECRET_KEY, CKR_KEY_NOT_WRAPPABLE);
+    /* sec. 5.14 C_WrapKey: CKA_EXTRACTABLE false -> CKR_KEY_UNEXTRACTABLE;
+     * CKA_WRAP_WITH_TRUSTED needs a CKA_TRUSTED wrapping key. */
+    ENSURE(attr_bool(l, CKA_EXTRACTABLE, false), CKR_KEY_UNEXTRACTABLE);
+    if (attr_bool(l, CKA_WRAP_WITH_TRUSTED, false))
+        ENSURE(w->trusted, CKR_KEY_NOT_WRAPPABLE);
+    if (w->wrap_template.value != NULL)
+        ENSURE(schema_array_satisfied(&w->wrap_template, l), CKR_KEY_NOT_WRAPPABLE);
+    return CKR_OK;
+}
+
+static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, mech_op kind,
+                          uint8_t *kb, size_t *klen, object **obj)
+{
+    bool wrap = kind == MECH_OP_WRAP;
+    CK_RV rv = op_key(s, h, d, wrap ? CKA_WRAP : CKA_UNWRAP,
+                      wrap ? CKR_WRAPPING_KEY_HANDLE_INVALID : CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+                      kb, klen);
+    /* The wrapping-key variants of the standard's codes (sec. 5.14). */
+    if (rv == CKR_KEY_TYPE_INCONSISTENT)
+        rv = wrap ? CKR_WRAPPING_KEY_TYPE_INCONSISTENT : CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+    else if (rv == CKR_KEY_SIZE_RANGE)
+        rv = wrap ? CKR_WRAPPING_KEY_SIZE_RANGE : CKR_UNWRAPPING_KEY_SIZE_RANGE;
+    GUARD(rv);
+    return object_get(s, h, obj);
+}
+
+CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+                    CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    CK_RV rv;
+    const mech_desc *d;
+    uint8_t kek[KEY_MAX_BYTES], kv[KEY_MAX_BYTES];
+    size_t keklen = 0, kvlen = 0, n = 0;
+    object *wo = NULL, *ko = NULL;
+    struct wrap_check w;
+    bool write;
+
+    memset(&w, 0, sizeof(w));
+    GUARD(op_mech(m, MECH_OP_WRAP, &d));
+    GUARD_OUT(wrapping_key(s, wrapping, d, MECH_OP_WRAP, kek, &keklen, &wo));
+    GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
+    rv = object_get(s, key, &ko);
+    ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
+    GUARD_OUT(rv);
+    GUARD_OUT(object_with_attrs(s->tok, ko, wrappable_locked, &w));
+    GUARD_OUT(object_key_copy(s->tok, ko, kv, sizeof(kv), &kvlen));
+    size_t need = d->ops->wrapped_len(d, m, kvlen);
+    ENSURE_OUT(need > 0, CKR_KEY_SIZE_RANGE);
+    switch (out_prepare(need, out, outlen)) {
+    case OUT_SIZE_ONLY: write = false; rv = CKR_OK; break;
+    case OUT_TOO_SMALL: write = false; rv = CKR_BUFFER_TOO_SMALL; break;
+    default: write = true;
+    }
+    if (!write)
+        goto out;
+    mech_key k = { kek, keklen, CK_UNAVAILABLE_INFORMATION };
+    GUARD_OUT(d->ops->wrap(d, m, &k, kv, kvlen, out, &n));
+    *outlen = (CK_ULONG)n;
+out:
+    secmem_wipe(kek, keklen);
+    secmem_wipe(kv, kvlen);
+    free(w.wrap_template.value);
+    object_unref(wo);
+    object_unref(ko);
+    return rv;
+}
+
+static CK_RV unwrap_template_locked(attr_list *l, void *arg)
+{
+    attr *copy = arg;
+    const attr *a = attr_find(l, CKA_UNWRAP_TEMPLATE);
+    if (a == NULL || a->len == 0)
+        return CKR_OK;
+    copy->value = malloc(a->len);
+    ENSURE(copy->value != NULL, CKR_HOST_MEMORY);
+    memcpy(copy->value, a->value, a->len);
+    copy->len = a->len;
+    copy->type = a->type;
+    return CKR_OK;
+}
+
+CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                      CK_BYTE_PTR wrapped, CK_ULONG wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR out)
+{
+    CK_RV rv;
+    const mech_desc *d;
+    uint8_t kek[KEY_MAX_BYTES];
+    size_t keklen = 0, vlen = 0;
+    uint8_t *v = NULL;
+    size_t vcap = wrappedlen;
+    object *uo = NULL;
+    attr ut;
+    CK_ATTRIBUTE *merged = NULL;
+    CK_ULONG mn = 0;
+    attr_list l;
+
+    memset(&ut, 0, sizeof(ut));
+    attr_list_init(&l);
+    GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
+    GUARD_OUT(wrapping_key(s, unwrapping, d, MECH_OP_UNWRAP, kek, &keklen, &uo));
+    GUARD_OUT(object_with_attrs(s->tok, uo, unwrap_template_locked, &ut));
+    if (ut.value != NULL) {
+        GUARD_OUT(schema_merge_unwrap_template(&ut, t, n, &merged, &mn));
+    }
+    GUARD_OUT(schema_build(TMPL_UNWRAP, CK_UNAVAILABLE_INFORMATION, CK_UNAVAILABLE_INFORMATION,
+                           CK_UNAVAILABLE_INFORMATION, merged ? merged : t, merged ? mn : n, &l));
+    v = secmem_alloc(vcap ? vcap : 1);
+    ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
+    mech_key k = { kek, keklen, CK_UNAVAILABLE_INFORMATION };
+    GUARD_OUT(d->ops->unwrap(d, m, &k, wrapped, wrappedlen, v, &vlen));
+    rv = schema_set_value(&l, v, vlen);
+    /* The data unwrapped to a value this key type cannot have. */
+    ENSURE_OUT(rv != CKR_KEY_SIZE_RANGE, CKR_WRAPPED_KEY_INVALID);
+    GUARD_OUT(rv);
+    GUARD_OUT(object_add(s, &l, out));
+out:
+    secmem_wipe(kek, keklen);
+    secmem_free(v, vcap ? vcap : 1);
+    free(ut.value);
+    free(merged);
+    attr_list_free(&l);
+    object_unref(uo);
+    return rv;
+}

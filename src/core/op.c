@@ -1,0 +1,290 @@
+/* Cryptographic operations on a session (PKCS#11 3.2 sec. 5.8-5.13): one
+ * state machine for encrypt, decrypt, sign, verify and digest, driven by the
+ * mechanism table. The standard's rules live here once:
+ *  - one active operation of each kind; ...Init while active ->
+ *    CKR_OPERATION_ACTIVE;
+ *  - single-part calls only right after ...Init (after an ...Update:
+ *    CKR_OPERATION_ACTIVE);
+ *  - a NULL output asks for the length, a short buffer gives
+ *    CKR_BUFFER_TOO_SMALL; both leave the operation active;
+ *  - any other failure, and every success of a finishing call, ends it. */
+#include <string.h>
+#include "core/internal.h"
+#include "util/buf.h"
+#include "util/secmem.h"
+
+static const CK_FLAGS op_flag[MECH_OP_COUNT] = {
+    [MECH_OP_ENCRYPT] = CKF_ENCRYPT,
+    [MECH_OP_DECRYPT] = CKF_DECRYPT,
+    [MECH_OP_SIGN] = CKF_SIGN,
+    [MECH_OP_VERIFY] = CKF_VERIFY,
+    [MECH_OP_DIGEST] = CKF_DIGEST,
+    [MECH_OP_WRAP] = CKF_WRAP,
+    [MECH_OP_UNWRAP] = CKF_UNWRAP,
+};
+
+/* The key attribute that permits each kind (sec. 4.9 usage flags). */
+static const CK_ATTRIBUTE_TYPE op_usage[MECH_OP_COUNT] = {
+    [MECH_OP_ENCRYPT] = CKA_ENCRYPT,
+    [MECH_OP_DECRYPT] = CKA_DECRYPT,
+    [MECH_OP_SIGN] = CKA_SIGN,
+    [MECH_OP_VERIFY] = CKA_VERIFY,
+    [MECH_OP_DIGEST] = 0,
+    [MECH_OP_WRAP] = CKA_WRAP,
+    [MECH_OP_UNWRAP] = CKA_UNWRAP,
+};
+
+CK_RV op_mech(CK_MECHANISM_PTR m, mech_op kind, const mech_desc **out)
+{
+    const mech_desc *d = mech_find(m->mechanism);
+    bool wrapping = kind == MECH_OP_WRAP || kind == MECH_OP_UNWRAP;
+    ENSURE(d != NULL && (d->info_flags & op_flag[kind]), CKR_MECHANISM_INVALID);
+    ENSURE(wrapping ? (kind == MECH_OP_WRAP ? d->ops->wrap : d->ops->unwrap) != NULL
+                    : d->ops->init != NULL,
+           CKR_MECHANISM_INVALID);
+    ENSURE(!(d->flags & MECH_LEGACY) || core_config()->legacy_modes, CKR_MECHANISM_INVALID);
+    if (d->ops->check_param != NULL)
+        GUARD(d->ops->check_param(d, m, kind));
+    *out = d;
+    return CKR_OK;
+}
+
+struct key_check {
+    const mech_desc *d;
+    CK_ATTRIBUTE_TYPE usage;
+    CK_MECHANISM_TYPE mech;
+};
+
+/* Is this key fit for the mechanism and the use (sec. 5.8 C_EncryptInit
+ * return values)? Runs under the token lock. */
+static CK_RV check_key_locked(attr_list *l, void *arg)
+{
+    const struct key_check *k = arg;
+    CK_ULONG cls, kt;
+    ENSURE(attr_get_ulong(l, CKA_CLASS, &cls) && cls == CKO_SECRET_KEY, CKR_KEY_TYPE_INCONSISTENT);
+    ENSURE(attr_get_ulong(l, CKA_KEY_TYPE, &kt) && mech_accepts_key(k->d, kt),
+           CKR_KEY_TYPE_INCONSISTENT);
+    if (k->usage != 0)
+        ENSURE(attr_bool(l, k->usage, false), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    const attr *am = attr_find(l, CKA_ALLOWED_MECHANISMS);
+    if (am != NULL && am->len > 0) {
+        bool ok = false;
+        for (size_t i = 0; i + sizeof(CK_MECHANISM_TYPE) <= am->len; i += sizeof(CK_MECHANISM_TYPE)) {
+            CK_MECHANISM_TYPE mt;
+            memcpy(&mt, am->value + i, sizeof(mt));
+            ok |= mt == k->mech;
+        }
+        ENSURE(ok, CKR_KEY_FUNCTION_NOT_PERMITTED);
+    }
+    return CKR_OK;
+}
+
+/* Check a key object for a mechanism and copy its bytes into buf. */
+CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
+             CK_RV invalid_rv, uint8_t *kbuf, size_t *len)
+{
+    object *o;
+    CK_RV rv = object_get(s, h, &o);
+    if (rv == CKR_OBJECT_HANDLE_INVALID)
+        return invalid_rv;
+    GUARD(rv);
+    struct key_check k = { d, usage, d->type };
+    rv = object_with_attrs(s->tok, o, check_key_locked, &k);
+    if (rv == CKR_OK)
+        rv = object_key_copy(s->tok, o, kbuf, KEY_MAX_BYTES, len);
+    if (rv == CKR_OK && !mech_key_size_ok(d, *len))
+        rv = CKR_KEY_SIZE_RANGE;
+    object_unref(o);
+    return rv;
+}
+
+CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    CK_RV rv;
+    op *o = &s->ops[kind];
+    const mech_desc *d;
+    uint8_t kb[KEY_MAX_BYTES];
+    size_t klen = 0;
+
+    ENSURE(o->state == OP_IDLE, CKR_OPERATION_ACTIVE);
+    GUARD(op_mech(m, kind, &d));
+    mech_key mk = { kb, 0, CK_UNAVAILABLE_INFORMATION };
+    if (kind != MECH_OP_DIGEST) {
+        GUARD_OUT(op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, kb, &klen));
+        mk.len = klen;
+    }
+    const mech_key *kp = kind == MECH_OP_DIGEST ? NULL : &mk;
+    if (o->spare != NULL && o->spare_ops == d->ops &&
+        d->ops->reinit(o->spare, d, m, kind, kp) == CKR_OK) {
+        o->ctx = o->spare;
+        o->spare = NULL;
+        o->spare_ops = NULL;
+    } else {
+        GUARD_OUT(d->ops->init(d, m, kind, kp, &o->ctx));
+    }
+    o->mech = d;
+    o->state = OP_INIT;
+    rv = CKR_OK;
+out:
+    secmem_wipe(kb, klen);
+    return rv;
+}
+
+
+/* Turn "the caller's buffer" into the two-call outcome; on OUT_WRITE the
+ * work goes ahead. */
+static CK_RV sized(size_t need, CK_BYTE_PTR out, CK_ULONG_PTR outlen, bool *write)
+{
+    switch (out_prepare(need, out, outlen)) {
+    case OUT_SIZE_ONLY: *write = false; return CKR_OK;
+    case OUT_TOO_SMALL: *write = false; return CKR_BUFFER_TOO_SMALL;
+    default: *write = true; return CKR_OK;
+    }
+}
+
+static bool has_output(mech_op kind)
+{
+    return kind == MECH_OP_ENCRYPT || kind == MECH_OP_DECRYPT;
+}
+
+CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
+                      CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    op *o = &s->ops[kind];
+    const mech_ops *ops;
+    bool write;
+    CK_RV rv;
+    size_t n = 0;
+
+    ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    if (o->state == OP_MULTI) {
+        op_end(o);
+        return CKR_OPERATION_ACTIVE;
+    }
+    ops = o->mech->ops;
+    size_t need = has_output(kind) ? mech_oneshot_len(o->mech, o->ctx, inlen) : ops->out_len(o->ctx, true, 0);
+    rv = sized(need, out, outlen, &write);
+    if (!write)
+        return rv;
+    if (ops->oneshot != NULL) {
+        rv = ops->oneshot(o->ctx, in, inlen, out, &n);
+    } else {
+        size_t a = 0, b = 0;
+        rv = ops->update(o->ctx, in, inlen, has_output(kind) ? out : NULL, &a);
+        if (rv == CKR_OK)
+            rv = ops->final(o->ctx, out + (has_output(kind) ? a : 0), &b);
+        n = a + b;
+    }
+    if (rv == CKR_OK)
+        *outlen = (CK_ULONG)n;
+    op_end(o);
+    return rv;
+}
+
+CK_RV core_op_update(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
+                     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    op *o = &s->ops[kind];
+    bool write = true;
+    CK_RV rv;
+    size_t n = 0;
+
+    ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    if (has_output(kind)) {
+        rv = sized(o->mech->ops->out_len(o->ctx, false, inlen), out, outlen, &write);
+        if (!write)
+            return rv;
+    }
+    rv = o->mech->ops->update(o->ctx, in, inlen, has_output(kind) ? out : NULL, &n);
+    if (rv != CKR_OK) {
+        op_end(o);
+        return rv;
+    }
+    o->state = OP_MULTI;
+    if (has_output(kind))
+        *outlen = (CK_ULONG)n;
+    return CKR_OK;
+}
+
+CK_RV core_op_final(session *s, mech_op kind, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+    op *o = &s->ops[kind];
+    bool write;
+    size_t n = 0;
+
+    ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    CK_RV rv = sized(o->mech->ops->out_len(o->ctx, true, 0), out, outlen, &write);
+    if (!write)
+        return rv;
+    rv = o->mech->ops->final(o->ctx, out, &n);
+    if (rv == CKR_OK)
+        *outlen = (CK_ULONG)n;
+    op_end(o);
+    return rv;
+}
+
+CK_RV core_verify(session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG siglen,
+                  bool oneshot)
+{
+    op *o = &s->ops[MECH_OP_VERIFY];
+    CK_RV rv = CKR_OK;
+    size_t n = 0;
+
+    ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    if (oneshot && o->state == OP_MULTI) {
+        op_end(o);
+        return CKR_OPERATION_ACTIVE;
+    }
+    if (oneshot)
+        rv = o->mech->ops->update(o->ctx, data, len, NULL, &n);
+    if (rv == CKR_OK)
+        rv = o->mech->ops->verify_final(o->ctx, sig, siglen);
+    op_end(o);
+    return rv;
+}
+
+struct digest_check {
+    bool ok;
+};
+
+static CK_RV digestible_locked(attr_list *l, void *arg)
+{
+    CK_ULONG cls;
+    ENSURE(attr_get_ulong(l, CKA_CLASS, &cls) && cls == CKO_SECRET_KEY, CKR_KEY_INDIGESTIBLE);
+    /* Digesting a sensitive key would be a way to test guesses of its
+     * value: refuse (sec. 5.12 C_DigestKey allows CKR_KEY_INDIGESTIBLE). */
+    ENSURE(!attr_bool(l, CKA_SENSITIVE, true) && attr_bool(l, CKA_EXTRACTABLE, false),
+           CKR_KEY_INDIGESTIBLE);
+    return CKR_OK;
+}
+
+CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key)
+{
+    op *o = &s->ops[MECH_OP_DIGEST];
+    object *obj;
+    uint8_t kb[KEY_MAX_BYTES];
+    size_t klen = 0, n = 0;
+    CK_RV rv;
+
+    ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    rv = object_get(s, key, &obj);
+    if (rv == CKR_OBJECT_HANDLE_INVALID)
+        rv = CKR_KEY_HANDLE_INVALID;
+    if (rv != CKR_OK) {
+        op_end(o);
+        return rv;
+    }
+    rv = object_with_attrs(s->tok, obj, digestible_locked, NULL);
+    if (rv == CKR_OK)
+        rv = object_key_copy(s->tok, obj, kb, sizeof(kb), &klen);
+    object_unref(obj);
+    if (rv == CKR_OK)
+        rv = o->mech->ops->update(o->ctx, kb, klen, NULL, &n);
+    secmem_wipe(kb, klen);
+    if (rv != CKR_OK) {
+        op_end(o);
+        return rv;
+    }
+    o->state = OP_MULTI;
+    return CKR_OK;
+}
