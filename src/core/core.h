@@ -53,7 +53,7 @@ typedef struct object {
 
 typedef struct token {
     CK_SLOT_ID slot_id;
-    char path[4096];
+    char path[PATH_MAX + 32];
     pthread_mutex_t lock;
     store *st;                /* NULL when not initialised */
     store_token_info info;
@@ -199,12 +199,13 @@ CK_RV core_verify(session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                   CK_ULONG siglen, bool oneshot) CUSTOS_WUR;
 CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 /* Look up a key for mechanism d and use `usage` (0: none), copying its
- * bytes into buf (KEY_MAX_BYTES; the caller wipes *len bytes). A missing
+ * bytes into buf (KEY_MAX_BYTES; the caller wipes key->len bytes) and
+ * describing it in *key. A missing
  * object gives invalid_rv (CKR_KEY_HANDLE_INVALID, or the wrapping
  * variants); an unfit one CKR_KEY_TYPE_INCONSISTENT,
  * CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_KEY_SIZE_RANGE. */
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
-             CK_RV invalid_rv, uint8_t *buf, size_t *len) CUSTOS_WUR;
+             CK_RV invalid_rv, mech_key *key, uint8_t *buf) CUSTOS_WUR;
 
 /* ---- keys (core/keys.c) --------------------------------------------------- */
 CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,

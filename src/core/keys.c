@@ -82,12 +82,12 @@ static CK_RV wrappable_locked(attr_list *l, void *arg)
 }
 
 static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, mech_op kind,
-                          uint8_t *kb, size_t *klen, object **obj)
+                          mech_key *k, uint8_t *kb, object **obj)
 {
     bool wrap = kind == MECH_OP_WRAP;
     CK_RV rv = op_key(s, h, d, wrap ? CKA_WRAP : CKA_UNWRAP,
                       wrap ? CKR_WRAPPING_KEY_HANDLE_INVALID : CKR_UNWRAPPING_KEY_HANDLE_INVALID,
-                      kb, klen);
+                      k, kb);
     /* The wrapping-key variants of the standard's codes (sec. 5.14). */
     if (rv == CKR_KEY_TYPE_INCONSISTENT)
         rv = wrap ? CKR_WRAPPING_KEY_TYPE_INCONSISTENT : CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
@@ -110,7 +110,10 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
 
     memset(&w, 0, sizeof(w));
     GUARD(op_mech(m, MECH_OP_WRAP, &d));
-    GUARD_OUT(wrapping_key(s, wrapping, d, MECH_OP_WRAP, kek, &keklen, &wo));
+    mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
+    rv = wrapping_key(s, wrapping, d, MECH_OP_WRAP, &k, kek, &wo);
+    keklen = k.len;
+    GUARD_OUT(rv);
     GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
     rv = object_get(s, key, &ko);
     ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
@@ -126,7 +129,6 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     }
     if (!write)
         goto out;
-    mech_key k = { kek, keklen, CK_UNAVAILABLE_INFORMATION };
     GUARD_OUT(d->ops->wrap(d, m, &k, kv, kvlen, out, &n));
     *outlen = (CK_ULONG)n;
 out:
@@ -171,7 +173,10 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
     memset(&ut, 0, sizeof(ut));
     attr_list_init(&l);
     GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
-    GUARD_OUT(wrapping_key(s, unwrapping, d, MECH_OP_UNWRAP, kek, &keklen, &uo));
+    mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
+    rv = wrapping_key(s, unwrapping, d, MECH_OP_UNWRAP, &k, kek, &uo);
+    keklen = k.len;
+    GUARD_OUT(rv);
     GUARD_OUT(object_with_attrs(s->tok, uo, unwrap_template_locked, &ut));
     if (ut.value != NULL) {
         GUARD_OUT(schema_merge_unwrap_template(&ut, t, n, &merged, &mn));
@@ -180,7 +185,6 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
                            CK_UNAVAILABLE_INFORMATION, merged ? merged : t, merged ? mn : n, &l));
     v = secmem_alloc(vcap ? vcap : 1);
     ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
-    mech_key k = { kek, keklen, CK_UNAVAILABLE_INFORMATION };
     GUARD_OUT(d->ops->unwrap(d, m, &k, wrapped, wrappedlen, v, &vlen));
     rv = schema_set_value(&l, v, vlen);
     /* The data unwrapped to a value this key type cannot have. */

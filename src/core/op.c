@@ -81,8 +81,9 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
 
 /* Check a key object for a mechanism and copy its bytes into buf. */
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
-             CK_RV invalid_rv, uint8_t *kbuf, size_t *len)
+             CK_RV invalid_rv, mech_key *key, uint8_t *kbuf)
 {
+    size_t len = 0;
     object *o;
     CK_RV rv = object_get(s, h, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
@@ -91,8 +92,11 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
     struct key_check k = { d, usage, d->type };
     rv = object_with_attrs(s->tok, o, check_key_locked, &k);
     if (rv == CKR_OK)
-        rv = object_key_copy(s->tok, o, kbuf, KEY_MAX_BYTES, len);
-    if (rv == CKR_OK && !mech_key_size_ok(d, *len))
+        rv = object_key_copy(s->tok, o, kbuf, KEY_MAX_BYTES, &len);
+    key->bytes = kbuf;
+    key->len = len;
+    key->type = o->kt;
+    if (rv == CKR_OK && !mech_key_size_ok(d, len))
         rv = CKR_KEY_SIZE_RANGE;
     object_unref(o);
     return rv;
@@ -110,8 +114,9 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
     GUARD(op_mech(m, kind, &d));
     mech_key mk = { kb, 0, CK_UNAVAILABLE_INFORMATION };
     if (kind != MECH_OP_DIGEST) {
-        GUARD_OUT(op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, kb, &klen));
-        mk.len = klen;
+        rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb);
+        klen = mk.len;
+        GUARD_OUT(rv);
     }
     const mech_key *kp = kind == MECH_OP_DIGEST ? NULL : &mk;
     if (o->spare != NULL && o->spare_ops == d->ops &&

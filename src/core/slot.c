@@ -226,13 +226,16 @@ CK_RV core_token_info(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
 
 static bool label_ok(char *out, const uint8_t label[32])
 {
-    /* The label is 32 blank-padded bytes; store it without the padding. */
-    size_t n = 32;
+    /* The label is 32 blank-padded bytes; store it without the padding.
+     * Some clients (PyKCS11) pass a shorter NUL-terminated string: a NUL
+     * ends the label. */
+    const uint8_t *nul = memchr(label, '\0', 32);
+    size_t n = nul != NULL ? (size_t)(nul - label) : 32;
     while (n > 0 && label[n - 1] == ' ')
         n--;
     memcpy(out, label, n);
     out[n] = '\0';
-    return memchr(out, '\0', n) == NULL;
+    return true;
 }
 
 static CK_RV check_pin_len(size_t pinlen)

@@ -13,7 +13,9 @@
 #include "util/guard.h"
 
 /* Library-wide set-up and tear-down; crypto_init is idempotent and may be
- * called again in a child after fork (it then builds a fresh context). */
+ * called again in a child after fork (it then builds a fresh context).
+ * Calls are counted: each successful crypto_init is balanced by one
+ * crypto_fini, and the last one frees. Free every context below first. */
 CK_RV crypto_init(void) CUSTOS_WUR;
 void crypto_fini(void);
 /* After fork, in the child: forget the parent's context without freeing it. */
@@ -26,7 +28,9 @@ CK_RV crypto_random(void *buf, size_t len) CUSTOS_WUR;
 typedef enum crypto_aead_alg {
     AEAD_AES_GCM = 1,
     AEAD_CHACHA20_POLY1305 = 2,   /* 96-bit nonce, RFC 8439 */
-    AEAD_XCHACHA20_POLY1305 = 3,  /* 192-bit nonce (HChaCha20 subkey) */
+    AEAD_XCHACHA20_POLY1305 = 3,  /* 192-bit nonce (HChaCha20 subkey); OpenSSL
+                                  * 3.0 has no HChaCha20: for now init
+                                  * answers CKR_MECHANISM_INVALID */
 } crypto_aead_alg;
 
 typedef struct crypto_aead crypto_aead;
@@ -35,9 +39,10 @@ typedef struct crypto_aead crypto_aead;
 CK_RV crypto_aead_new(crypto_aead **out) CUSTOS_WUR;
 void crypto_aead_free(crypto_aead *ctx);
 /* Start an operation. key/iv are copied into OpenSSL's state (the caller may
- * wipe its copies afterwards). AES-GCM takes any IV length >= 1 byte; the
- * ChaCha variants need 12 (or 24 for X) bytes. CKR_KEY_SIZE_RANGE for a bad
- * key length, CKR_MECHANISM_PARAM_INVALID for a bad IV length. */
+ * wipe its copies afterwards). AES-GCM takes IVs of 1..128 bytes (OpenSSL's
+ * limit); the ChaCha variants need 12 (or 24 for X) bytes. CKR_KEY_SIZE_RANGE
+ * for a bad key length, CKR_MECHANISM_PARAM_INVALID for a bad IV length.
+ * A context is reused by calling init again, also mid-operation. */
 CK_RV crypto_aead_init(crypto_aead *ctx, crypto_aead_alg alg, bool encrypt,
                        const uint8_t *key, size_t keylen,
                        const uint8_t *iv, size_t ivlen) CUSTOS_WUR;
@@ -47,7 +52,9 @@ CK_RV crypto_aead_aad(crypto_aead *ctx, const uint8_t *aad, size_t aadlen) CUSTO
  * in == out allowed). */
 CK_RV crypto_aead_update(crypto_aead *ctx, const uint8_t *in, size_t inlen,
                          uint8_t *out) CUSTOS_WUR;
-/* Finish an encryption; writes taglen (4..16) tag bytes. */
+/* Finish an encryption; writes taglen (4..16) tag bytes. ChaCha20-Poly1305
+ * has only the 16-byte tag (RFC 8439). Another taglen: CKR_ARGUMENTS_BAD.
+ * Out-of-order calls: CKR_OPERATION_NOT_INITIALIZED. */
 CK_RV crypto_aead_final_encrypt(crypto_aead *ctx, uint8_t *tag, size_t taglen) CUSTOS_WUR;
 /* Finish a decryption against the expected tag: CKR_ENCRYPTED_DATA_INVALID
  * when it does not verify. The caller must not release plaintext before. */
@@ -55,7 +62,7 @@ CK_RV crypto_aead_final_decrypt(crypto_aead *ctx, const uint8_t *tag, size_t tag
 
 /* One-shot sealing with AES-256-GCM and a fresh random 96-bit nonce, for
  * secrets at rest. Output layout: nonce(12) | ciphertext(ptlen) | tag(16).
- * out must hold ptlen + CRYPTO_SEAL_OVERHEAD bytes. */
+ * out must hold ptlen + CRYPTO_SEAL_OVERHEAD bytes and not overlap pt. */
 #define CRYPTO_SEAL_OVERHEAD 28
 CK_RV crypto_seal(const uint8_t key[32], const uint8_t *aad, size_t aadlen,
                   const uint8_t *pt, size_t ptlen, uint8_t *out) CUSTOS_WUR;
@@ -80,14 +87,19 @@ CK_RV crypto_block_init(crypto_block *ctx, crypto_block_mode mode, bool encrypt,
 /* out must hold inlen + 16 bytes; *outlen receives what was written. */
 CK_RV crypto_block_update(crypto_block *ctx, const uint8_t *in, size_t inlen,
                           uint8_t *out, size_t *outlen) CUSTOS_WUR;
-/* out must hold 16 bytes. Bad padding / partial block on decrypt:
- * CKR_ENCRYPTED_DATA_INVALID (decrypt) or CKR_DATA_LEN_RANGE (encrypt,
- * unpadded modes). */
+/* out must hold 16 bytes. Bad padding on decrypt: CKR_ENCRYPTED_DATA_INVALID.
+ * A partial block (or, CBC-PAD decrypt, no block at all): CKR_DATA_LEN_RANGE
+ * on encrypt, CKR_ENCRYPTED_DATA_LEN_RANGE on decrypt (PKCS#11 3.2 sec.
+ * 5.2: the length alone is wrong). An unknown mode at init:
+ * CKR_MECHANISM_INVALID. */
 CK_RV crypto_block_final(crypto_block *ctx, uint8_t *out, size_t *outlen) CUSTOS_WUR;
 
 /* ---- AES key wrap: RFC 3394 (pad = false) and RFC 5649 (pad = true) ---- */
 /* Output length of wrapping inlen bytes. RFC 3394 needs inlen % 8 == 0 and
- * inlen >= 16. */
+ * inlen >= 16. Wrap writes exactly this many bytes to out and sets *outlen
+ * (output only). A bad KEK length: CKR_WRAPPING_KEY_SIZE_RANGE (wrap) or
+ * CKR_UNWRAPPING_KEY_SIZE_RANGE (unwrap); an input that cannot be wrapped
+ * (length, or more than 2^30 bytes): CKR_KEY_SIZE_RANGE. */
 size_t crypto_kw_wrapped_len(bool pad, size_t inlen);
 CK_RV crypto_kw_wrap(bool pad, const uint8_t *kek, size_t keklen,
                      const uint8_t *in, size_t inlen,
@@ -109,7 +121,7 @@ size_t crypto_md_block_size(crypto_md_alg alg);
 typedef struct crypto_md crypto_md;
 CK_RV crypto_md_new(crypto_md_alg alg, crypto_md **out) CUSTOS_WUR;
 CK_RV crypto_md_update(crypto_md *ctx, const uint8_t *in, size_t inlen) CUSTOS_WUR;
-/* Writes crypto_md_size(alg) bytes. */
+/* Writes crypto_md_size(alg) bytes and resets ctx for the next message. */
 CK_RV crypto_md_final(crypto_md *ctx, uint8_t *out) CUSTOS_WUR;
 void crypto_md_free(crypto_md *ctx);
 CK_RV crypto_md_oneshot(crypto_md_alg alg, const uint8_t *in, size_t inlen,
@@ -119,7 +131,8 @@ typedef struct crypto_hmac crypto_hmac;
 CK_RV crypto_hmac_new(crypto_md_alg alg, const uint8_t *key, size_t keylen,
                       crypto_hmac **out) CUSTOS_WUR;
 CK_RV crypto_hmac_update(crypto_hmac *ctx, const uint8_t *in, size_t inlen) CUSTOS_WUR;
-/* Writes crypto_md_size(alg) bytes. */
+/* Writes crypto_md_size(alg) bytes and resets ctx for the next message
+ * under the same key (no new key schedule). */
 CK_RV crypto_hmac_final(crypto_hmac *ctx, uint8_t *out) CUSTOS_WUR;
 void crypto_hmac_free(crypto_hmac *ctx);
 
@@ -133,7 +146,8 @@ typedef struct crypto_kdf_params {
     uint32_t p1, p2, p3;
 } crypto_kdf_params;
 /* Derive outlen bytes from a PIN. CKR_ARGUMENTS_BAD for parameters out of
- * the sane range (scrypt log2N 10..22, r 1..32, p 1..16; PBKDF2 >= 1000). */
+ * the sane range (scrypt log2N 10..22, r 1..32, p 1..16; PBKDF2 >= 1000),
+ * an empty salt or outlen 0. out is wiped if derivation fails. */
 CK_RV crypto_kdf(const crypto_kdf_params *kp, const uint8_t *pin, size_t pinlen,
                  const uint8_t *salt, size_t saltlen,
                  uint8_t *out, size_t outlen) CUSTOS_WUR;
