@@ -3,9 +3,11 @@
  * management calls. An object's attributes are read and written only with
  * its token's lock held; key bytes leave an object only as a copy for the
  * duration of one call. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/internal.h"
+#include "crypto/crypto.h"
 #include "util/secmem.h"
 
 static CK_ULONG ulong_or(const attr_list *l, CK_ATTRIBUTE_TYPE type, CK_ULONG dflt)
@@ -198,6 +200,14 @@ CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
 
     bool is_token = attr_bool(attrs, CKA_TOKEN, false);
     GUARD(may_write(s, is_token, attr_bool(attrs, CKA_PRIVATE, false)));
+    /* sec. 4.4.1 CKA_UNIQUE_ID: set by the token, once, for every new
+     * object (copies included): 128 random bits in hex. */
+    uint8_t rnd[16];
+    char uid[33];
+    GUARD(crypto_random(rnd, sizeof(rnd)));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(uid + 2 * i, 3, "%02x", rnd[i]);
+    GUARD(attr_set(attrs, CKA_UNIQUE_ID, uid, 32, 0));
     object *o = object_wrap(attrs);
     ENSURE(o != NULL, CKR_HOST_MEMORY);
 
@@ -242,8 +252,8 @@ CK_RV core_create_object(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_H
 {
     attr_list l;
     attr_list_init(&l);
-    CK_RV rv = schema_build(TMPL_CREATE, CK_UNAVAILABLE_INFORMATION, CK_UNAVAILABLE_INFORMATION,
-                            CK_UNAVAILABLE_INFORMATION, t, n, &l);
+    CK_RV rv = schema_build_as(TMPL_CREATE, CK_UNAVAILABLE_INFORMATION, CK_UNAVAILABLE_INFORMATION,
+                               CK_UNAVAILABLE_INFORMATION, t, n, s->tok->login == LOGIN_SO, &l);
     if (rv == CKR_OK)
         rv = object_add(s, &l, out);
     attr_list_free(&l);
