@@ -54,16 +54,21 @@ CK_RV store_open(const char *path, store **out) CUSTOS_WUR;
 /* Close; NULL is fine. */
 void store_close(store *st);
 /* After fork, in the child: drop the handle without touching the
- * connection (SQLite connections must not cross fork). */
+ * connection (SQLite connections must not cross fork). The abandoned
+ * connection stays reachable from a static list, so leak checkers in the
+ * child see it as still in use. */
 void store_forget_after_fork(store *st);
 
+/* CKR_TOKEN_NOT_RECOGNIZED when the file has no token row (an empty file
+ * that store_open migrated, never built by store_create). */
 CK_RV store_token_get(store *st, store_token_info *out) CUSTOS_WUR;
 /* C_InitToken on an initialised token: in one transaction delete every
  * object and user, set the new label and the new SO user. */
 CK_RV store_reinit(store *st, const char *label, const store_user *so) CUSTOS_WUR;
 
 /* A counter SQLite bumps whenever another connection commits
- * (PRAGMA data_version); cheap, used to invalidate caches. */
+ * (PRAGMA data_version); cheap, used to invalidate caches. Commits made
+ * through st itself do not change it. */
 CK_RV store_data_version(store *st, uint64_t *out) CUSTOS_WUR;
 
 /* ---- users ------------------------------------------------------------ */
@@ -93,13 +98,15 @@ typedef struct store_object {
 
 /* Insert an object and all its attributes in one durable transaction (on
  * disk before return). Handles are never reused (AUTOINCREMENT).
- * mk may be NULL only when no attribute is secret. */
+ * mk may be NULL only when no attribute is secret (else
+ * CKR_USER_NOT_LOGGED_IN, and nothing is written). */
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
                           size_t n, CK_OBJECT_HANDLE *out) CUSTOS_WUR;
 /* CKR_OBJECT_HANDLE_INVALID when no such object. */
 CK_RV store_object_load(store *st, CK_OBJECT_HANDLE h, store_object *out) CUSTOS_WUR;
 void store_object_release(store_object *o);
-/* Insert or replace the given attributes of an existing object, durably. */
+/* Insert or replace the given attributes of an existing object, durably,
+ * in one transaction. mk as for store_object_insert. */
 CK_RV store_object_update(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
                           const store_attr *attrs, size_t n) CUSTOS_WUR;
 /* CKR_OBJECT_HANDLE_INVALID when no such object. */
@@ -116,7 +123,8 @@ CK_RV store_object_count(store *st, uint64_t *out) CUSTOS_WUR;
 /* Open a sealed attribute value from store_object_load. out must hold
  * len - CRYPTO_SEAL_OVERHEAD bytes (secure memory, the caller's).
  * CKR_ENCRYPTED_DATA_INVALID if the blob does not authenticate under this
- * token, object and attribute (a moved or edited value). */
+ * token, object and attribute (a moved or edited value). Does not take the
+ * store's lock (it reads only the serial, fixed at open). */
 CK_RV store_unseal(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
                    CK_ATTRIBUTE_TYPE type, const uint8_t *blob, size_t len,
                    uint8_t *out) CUSTOS_WUR;
@@ -131,6 +139,10 @@ CK_RV store_unseal_mk(const char *serial, const char *user, const uint8_t *kek,
                       uint8_t mk[STORE_MK_LEN]) CUSTOS_WUR;
 
 /* ---- small key/value table for token metadata --------------------------- */
+/* get: *val is malloc'ed (free(); non-NULL even for an empty value); a key
+ * that is not there gives CKR_OK with *val NULL and *len 0.
+ * put: insert or replace; the key "magic" is the store's own
+ * (CKR_ARGUMENTS_BAD). store_reinit leaves this table alone. */
 CK_RV store_meta_get(store *st, const char *key, uint8_t **val, size_t *len) CUSTOS_WUR;
 CK_RV store_meta_put(store *st, const char *key, const uint8_t *val, size_t len) CUSTOS_WUR;
 

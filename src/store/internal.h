@@ -1,0 +1,88 @@
+/* Shared between the files of the store unit only: the store struct, the
+ * SQLite error mapping, the schema migrations (migrate.c) and the sealing of
+ * attribute values (seal.c). Nothing outside src/store/ includes this. */
+#ifndef CUSTOS_STORE_INTERNAL_H
+#define CUSTOS_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include "store/store.h"
+
+/* Every prepared statement the store keeps, prepared on first use and kept
+ * until store_close (the SQL text is the STMT_SQL table in sqlite.c). */
+enum store_stmt {
+    S_BEGIN_IMMEDIATE,
+    S_BEGIN_READ,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_DATA_VERSION,
+    S_TOKEN_GET,
+    S_TOKEN_INSERT,
+    S_TOKEN_SET_LABEL,
+    S_USER_GET,
+    S_USER_PUT,
+    S_USER_FAIL,
+    S_USER_FAILURES,
+    S_USER_RESET,
+    S_USERS_DELETE,
+    S_OBJ_INSERT,
+    S_OBJ_EXISTS,
+    S_OBJ_LOAD,
+    S_OBJ_DELETE,
+    S_OBJS_DELETE,
+    S_ATTRS_DELETE,
+    S_OBJ_COUNT,
+    S_ATTR_PUT,
+    S_ATTR_MATCH,
+    S_FIND_ALL,
+    S_META_GET,
+    S_META_PUT,
+    S_COUNT_
+};
+
+/* Templates of up to this many terms are found with one cached statement;
+ * longer ones use it for their most selective terms and check the rest row
+ * by row (S_ATTR_MATCH). */
+#define STORE_FIND_TERMS 8
+
+struct store {
+    pthread_mutex_t lock;          /* taken by every function that touches db */
+    sqlite3 *db;                   /* SQLITE_OPEN_NOMUTEX: lock serialises it */
+    char serial[17];               /* token serial, immutable once read; "" when
+                                      the file has no token row */
+    sqlite3_stmt *stmt[S_COUNT_];
+    sqlite3_stmt *find[STORE_FIND_TERMS + 1]; /* find[n]: n-term search */
+    uint8_t *scratch;              /* sealed-blob buffer, reused under lock */
+    size_t scratch_cap;
+    store *forgotten;              /* next in the list of stores abandoned
+                                      after fork (store_forget_after_fork) */
+};
+
+/* SQLite result code -> CK_RV, for a store already open. */
+CK_RV store_sqlite_rv(int rc) CUSTOS_WUR;
+/* The same while opening: a file SQLite cannot make sense of is
+ * CKR_TOKEN_NOT_RECOGNIZED rather than CKR_DEVICE_ERROR. */
+CK_RV store_sqlite_open_rv(int rc) CUSTOS_WUR;
+
+/* ---- migrate.c ---------------------------------------------------------- */
+/* Bring the schema of an open connection to STORE_SCHEMA_VERSION, running
+ * every pending migration in one write transaction (a file is never left
+ * between versions). CKR_TOKEN_NOT_RECOGNIZED when the file is newer
+ * than this code or is a version-0 file holding someone else's tables. */
+CK_RV store_migrate(sqlite3 *db) CUSTOS_WUR;
+/* Build the current schema from version 0 inside the caller's (write)
+ * transaction; store_create uses it so that a new file appears whole. */
+CK_RV store_schema_build_locked(sqlite3 *db) CUSTOS_WUR;
+/* Is this a Custos token file at the current version: magic present and
+ * every table readable (touches each root page, which catches truncation
+ * without a full integrity check)? */
+CK_RV store_schema_check(sqlite3 *db) CUSTOS_WUR;
+
+/* ---- seal.c --------------------------------------------------------------- */
+/* Seal one attribute value of object h for token serial under mk into out
+ * (len + CRYPTO_SEAL_OVERHEAD bytes). */
+CK_RV store_seal_attr(const char *serial, const uint8_t *mk, CK_OBJECT_HANDLE h,
+                      CK_ATTRIBUTE_TYPE type, const uint8_t *pt, size_t len,
+                      uint8_t *out) CUSTOS_WUR;
+
+#endif
