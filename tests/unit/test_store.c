@@ -2,7 +2,9 @@
  * sealing and its AADs, finding, concurrency between connections, damaged
  * and foreign files, migrations, and that no secret reaches the disk. The
  * tests open the files with SQLite directly only to craft or inspect them. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, nftw */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
