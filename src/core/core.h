@@ -30,9 +30,12 @@
 #define CUSTOS_MODEL "Custos soft"
 #define CUSTOS_MAX_SLOTS 64
 
-/* Session-object handles carry this bit; token objects use the store's
- * row ids, which never reach it. */
+/* Object handles. Session objects carry SESSION_OBJECT_BIT. Token objects
+ * are the store's row id (below 2^32) and, for private objects, a tag of
+ * the login in bits 32..47, so that a private object's handle from before a
+ * C_Logout stays invalid after the next C_Login (PKCS#11 3.2 sec. 5.6). */
 #define SESSION_OBJECT_BIT (1ULL << 48)
+#define HANDLE_ROW_MASK 0xFFFFFFFFULL
 
 typedef enum login_state {
     LOGIN_NONE = 0,
@@ -64,6 +67,7 @@ typedef struct token {
     hmap cache;               /* token objects: handle -> object* */
     uint64_t cache_version;   /* store data_version the cache reflects */
     hmap sobjs;               /* session objects: handle -> object* */
+    uint32_t login_epoch;     /* bumped at every logout: tags private handles */
     uint64_t next_sobj;
     bool damaged;             /* the file could not be opened */
     CK_RV damage_rv;
@@ -154,6 +158,8 @@ void login_clear_locked(token *t);
 /* Find an object visible to the session; takes a reference. */
 CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out) CUSTOS_WUR;
 void object_unref(object *o);
+/* The handle a client sees for a token object row. */
+CK_OBJECT_HANDLE object_client_handle(const token *t, CK_OBJECT_HANDLE row, bool is_private);
 /* Copy the key bytes of a key object into buf (cap bytes; the caller
  * wipes it), unsealing on first use: CKR_USER_NOT_LOGGED_IN without the
  * master key, CKR_KEY_SIZE_RANGE if it does not fit. */

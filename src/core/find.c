@@ -61,10 +61,16 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
         qn++;
     }
     GUARD_OUT(store_find(tok->st, q, qn, &hs, &count));
+    static const CK_BBOOL ck_true = CK_TRUE;
+    CK_ATTRIBUTE priv = { CKA_PRIVATE, (CK_VOID_PTR)&ck_true, sizeof(ck_true) };
     for (size_t i = 0; i < count; i++) {
+        bool is_private = false;
+        if (user)
+            GUARD_OUT(store_object_has(tok->st, hs[i], &priv, &is_private));
+        CK_OBJECT_HANDLE h = object_client_handle(tok, hs[i], is_private);
         if (post) {
             object *o;
-            if (object_get(s, hs[i], &o) != CKR_OK)
+            if (object_get(s, h, &o) != CKR_OK)
                 continue;
             struct match_args m = { t, n };
             CK_RV mrv = object_with_attrs(tok, o, match_locked, &m);
@@ -72,7 +78,7 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
             if (mrv != CKR_OK)
                 continue;
         }
-        GUARD_OUT(push(&s->find, cap, hs[i]));
+        GUARD_OUT(push(&s->find, cap, h));
     }
 out:
     free(q);

@@ -20,20 +20,39 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
  * initialised. The parent's store connections, sessions and keys are
  * forgotten in the child, not closed: SQLite connections must not cross
  * fork, and key pages are MADV_WIPEONFORK anyway. */
-static void before_fork(void) { pthread_mutex_lock(&lib.lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&lib.lock); }
+static void before_fork(void)
+{
+    pthread_mutex_lock(&lib.lock);
+    store_fork_prepare();
+}
+
+static void after_fork_parent(void)
+{
+    store_fork_release();
+    pthread_mutex_unlock(&lib.lock);
+}
+
+/* What a child inherited, kept reachable (never used again): its locks may
+ * have been held by threads that do not exist in the child, so it is not
+ * safe to tear down, and it holds no connection and no key (see above). */
+static struct {
+    token *slots[CUSTOS_MAX_SLOTS];
+    hmap sessions;
+} inherited[4];
+static unsigned n_inherited;
 
 static void after_fork_child(void)
 {
+    store_fork_release();
     pthread_mutex_init(&lib.lock, NULL);
     if (!lib.initialized)
         return;
-    for (size_t i = 0; i < CUSTOS_MAX_SLOTS; i++) {
-        token *t = lib.slots[i];
-        if (t != NULL && t->st != NULL)
-            store_forget_after_fork(t->st);
-        lib.slots[i] = NULL; /* token memory leaks by design; see above */
+    if (n_inherited < ARRAY_LEN(inherited)) {
+        memcpy(inherited[n_inherited].slots, lib.slots, sizeof(lib.slots));
+        inherited[n_inherited].sessions = lib.sessions;
+        n_inherited++;
     }
+    memset(lib.slots, 0, sizeof(lib.slots));
     hmap_init(&lib.sessions);
     crypto_forget_after_fork();
     lib.initialized = false;
@@ -131,6 +150,7 @@ CK_RV core_finalize(void)
         lib.slots[i] = NULL;
     }
     crypto_fini();
+    secmem_trim();
     pthread_mutex_unlock(&lib.lock);
     return CKR_OK;
 }

@@ -60,6 +60,8 @@ void login_clear_locked(token *t)
 {
     secmem_free(t->mk, STORE_MK_LEN);
     t->mk = NULL;
+    if (t->login != LOGIN_NONE)
+        t->login_epoch++;
     t->login = LOGIN_NONE;
     object_cache_flush_locked(t);
 }

@@ -125,6 +125,13 @@ static CK_RV load_locked(token *t, CK_OBJECT_HANDLE h, object **out)
     return CKR_OK;
 }
 
+CK_OBJECT_HANDLE object_client_handle(const token *t, CK_OBJECT_HANDLE row, bool is_private)
+{
+    if (!is_private)
+        return row;
+    return row | (((CK_OBJECT_HANDLE)(t->login_epoch % 0xFFFFu) + 1) << 32);
+}
+
 CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out)
 {
     token *t = s->tok;
@@ -133,10 +140,14 @@ CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out)
 
     ENSURE(h != CK_INVALID_HANDLE, CKR_OBJECT_HANDLE_INVALID);
     pthread_mutex_lock(&t->lock);
-    if (h & SESSION_OBJECT_BIT)
+    if (h & SESSION_OBJECT_BIT) {
         o = hmap_get(&t->sobjs, h);
-    else if (token_ready(t))
-        rv = load_locked(t, h, &o);
+    } else if (token_ready(t) && (h & HANDLE_ROW_MASK) != 0) {
+        rv = load_locked(t, h & HANDLE_ROW_MASK, &o);
+        /* The tag must be the current login's (private) or none (public). */
+        if (rv == CKR_OK && object_client_handle(t, o->handle, o->is_private) != h)
+            o = NULL;
+    }
     if (rv == CKR_OBJECT_HANDLE_INVALID || (rv == CKR_OK && (o == NULL || !visible(t, o))))
         rv = CKR_OBJECT_HANDLE_INVALID;
     if (rv == CKR_OK)
@@ -234,10 +245,17 @@ CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
     ENSURE_OUT(!secret || t->mk != NULL, CKR_USER_NOT_LOGGED_IN);
     /* On disk before CKR_OK: store_object_insert commits durably. */
     GUARD_OUT(store_object_insert(t->st, t->mk, sa, o->attrs.n, &h));
+    if (h > HANDLE_ROW_MASK) {
+        /* Four billion objects made in this token: handles would collide. */
+        rv = store_object_delete(t->st, h);
+        rv = CKR_DEVICE_MEMORY;
+        goto out;
+    }
     o->handle = h;
+    h = object_client_handle(t, h, o->is_private);
     /* Our own commit does not move data_version: cache the new object
      * (if that fails it is simply loaded again on first use). */
-    if (hmap_put(&t->cache, h, o))
+    if (hmap_put(&t->cache, o->handle, o))
         o = NULL;
 out:
     pthread_mutex_unlock(&t->lock);
@@ -352,9 +370,9 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
     GUARD_OUT(may_write(s, o->is_token, o->is_private));
     pthread_mutex_lock(&t->lock);
     if (o->is_token) {
-        rv = store_object_delete(t->st, h);
+        rv = store_object_delete(t->st, o->handle);
         if (rv == CKR_OK) {
-            object *c = hmap_del(&t->cache, h);
+            object *c = hmap_del(&t->cache, o->handle);
             object_unref(c);
         }
     } else {

@@ -174,10 +174,11 @@ static CK_FLAGS pin_flags(token *t, const char *name, bool so)
     CK_FLAGS f = so ? 0 : CKF_USER_PIN_INITIALIZED;
     if (u.failures >= max)
         f |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
-    else if (u.failures + 1 == max)
-        f |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
     else if (u.failures > 0)
         f |= so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
+    /* sec. 3.2: COUNT_LOW stays set alongside FINAL_TRY. */
+    if (u.failures < max && u.failures + 1 == max)
+        f |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
     secmem_wipe(&u, sizeof(u));
     return f;
 }

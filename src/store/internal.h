@@ -56,6 +56,8 @@ struct store {
     size_t scratch_cap;
     store *forgotten;              /* next in the list of stores abandoned
                                       after fork (store_forget_after_fork) */
+    char *path;                    /* for reconnecting after a fork */
+    store *next_open;              /* registry of open stores (fork) */
 };
 
 /* SQLite result code -> CK_RV, for a store already open. */

@@ -127,9 +127,21 @@ static void unlock(store *st)
     pthread_mutex_unlock(&st->lock);
 }
 
+static CK_RV connect_db(const char *path, int flags, sqlite3 **out);
+
+/* After store_fork_prepare closed the connection: open a new one. */
+static CK_RV reconnect(store *st)
+{
+    if (st->db != NULL)
+        return CKR_OK;
+    ENSURE(st->path != NULL, CKR_DEVICE_ERROR);
+    return connect_db(st->path, SQLITE_OPEN_READWRITE, &st->db);
+}
+
 /* The cached statement `id`, prepared on first use. */
 static CK_RV stmt(store *st, enum store_stmt id, sqlite3_stmt **out)
 {
+    GUARD(reconnect(st));
     if (st->stmt[id] == NULL) {
         int rc = sqlite3_prepare_v3(st->db, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &st->stmt[id], NULL);
@@ -279,17 +291,69 @@ out:
     return rv;
 }
 
-static CK_RV store_new(sqlite3 *db, store **out)
+/* Every open store, so that a fork can close their connections first. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static store *registry;
+
+static CK_RV store_new(sqlite3 *db, const char *path, store **out)
 {
     store *st = calloc(1, sizeof(*st));
     ENSURE(st != NULL, CKR_HOST_MEMORY);
-    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+    st->path = strdup(path);
+    if (st->path == NULL || pthread_mutex_init(&st->lock, NULL) != 0) {
+        free(st->path);
         free(st);
         return CKR_HOST_MEMORY;
     }
     st->db = db;
+    pthread_mutex_lock(&registry_lock);
+    st->next_open = registry;
+    registry = st;
+    pthread_mutex_unlock(&registry_lock);
     *out = st;
     return CKR_OK;
+}
+
+static void unregister(store *st)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (store **pp = &registry; *pp != NULL; pp = &(*pp)->next_open) {
+        if (*pp == st) {
+            *pp = st->next_open;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void disconnect(store *st)
+{
+    for (size_t i = 0; i < ARRAY_LEN(st->stmt); i++) {
+        sqlite3_finalize(st->stmt[i]);
+        st->stmt[i] = NULL;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(st->find); i++) {
+        sqlite3_finalize(st->find[i]);
+        st->find[i] = NULL;
+    }
+    sqlite3_close_v2(st->db);
+    st->db = NULL;
+}
+
+void store_fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (store *st = registry; st != NULL; st = st->next_open) {
+        pthread_mutex_lock(&st->lock);
+        disconnect(st);
+    }
+}
+
+void store_fork_release(void)
+{
+    for (store *st = registry; st != NULL; st = st->next_open)
+        pthread_mutex_unlock(&st->lock);
+    pthread_mutex_unlock(&registry_lock);
 }
 
 /* Cache the serial for the AADs; a file migrated up from an empty one has
@@ -327,7 +391,7 @@ CK_RV store_open(const char *path, store **out)
     GUARD(connect_db(path, SQLITE_OPEN_READWRITE, &db));
     GUARD_OUT(store_migrate(db));
     GUARD_OUT(store_schema_check(db));
-    GUARD_OUT(store_new(db, &st));
+    GUARD_OUT(store_new(db, path, &st));
     db = NULL;
     GUARD_OUT(load_serial(st));
     *out = st;
@@ -440,7 +504,7 @@ CK_RV store_create(const char *path, const store_token_info *info, const store_u
     close(fd);
     made = true;
     GUARD_OUT(connect_db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &db));
-    GUARD_OUT(store_new(db, &st));
+    GUARD_OUT(store_new(db, path, &st));
     db = NULL;
     /* Schema, token row and SO user in one transaction: a crash leaves
      * either an empty file (store_open: no token row) or a whole token. */
@@ -469,13 +533,11 @@ void store_close(store *st)
 {
     if (st == NULL)
         return;
-    for (size_t i = 0; i < ARRAY_LEN(st->stmt); i++)
-        sqlite3_finalize(st->stmt[i]);
-    for (size_t i = 0; i < ARRAY_LEN(st->find); i++)
-        sqlite3_finalize(st->find[i]);
-    sqlite3_close_v2(st->db);
+    unregister(st);
+    disconnect(st);
     pthread_mutex_destroy(&st->lock);
     free(st->scratch);
+    free(st->path);
     free(st);
 }
 
@@ -1017,6 +1079,16 @@ static CK_RV match_rest(store *st, sqlite3_int64 h, const CK_ATTRIBUTE *tmpl,
         *match = rc == SQLITE_ROW;
     }
     return CKR_OK;
+}
+
+CK_RV store_object_has(store *st, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *a, bool *yes)
+{
+    size_t order = 0;
+    ENSURE(st != NULL && a != NULL && yes != NULL, CKR_ARGUMENTS_BAD);
+    lock(st);
+    CK_RV rv = match_rest(st, (sqlite3_int64)h, a, &order, 0, 1, yes);
+    unlock(st);
+    return rv;
 }
 
 static CK_RV push_handle(CK_OBJECT_HANDLE **v, size_t *n, size_t *cap, CK_OBJECT_HANDLE h)

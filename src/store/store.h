@@ -61,6 +61,16 @@ void store_forget_after_fork(store *st);
 
 /* CKR_TOKEN_NOT_RECOGNIZED when the file has no token row (an empty file
  * that store_open migrated, never built by store_create). */
+/* Fork without SQLite state crossing it. Call store_fork_prepare just
+ * before fork(): it waits for every open store to be idle, closes each
+ * connection and keeps the stores locked; store_fork_release, in the parent
+ * and in the child after fork(), unlocks them. Each store reconnects on its
+ * next use, so neither process holds a connection opened before the fork
+ * (SQLite forbids that: the child would share the parent's WAL bookkeeping
+ * without its POSIX locks). */
+void store_fork_prepare(void);
+void store_fork_release(void);
+
 CK_RV store_token_get(store *st, store_token_info *out) CUSTOS_WUR;
 /* C_InitToken on an initialised token: in one transaction delete every
  * object and user, set the new label and the new SO user. */
@@ -117,6 +127,9 @@ CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h) CUSTOS_WUR;
  * attributes never match (the core filters those itself). */
 CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n,
                  CK_OBJECT_HANDLE **out, size_t *count) CUSTOS_WUR;
+/* Does object h have attribute a with exactly these bytes (not sealed)?
+ * One primary-key lookup; *yes false when the object does not exist. */
+CK_RV store_object_has(store *st, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *a, bool *yes) CUSTOS_WUR;
 /* Number of objects in the token. */
 CK_RV store_object_count(store *st, uint64_t *out) CUSTOS_WUR;
 

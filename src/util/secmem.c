@@ -166,6 +166,25 @@ static void free_slot_locked(void *p, unsigned c)
     }
 }
 
+void secmem_trim(void)
+{
+    pthread_mutex_lock(&lock);
+    for (unsigned c = 0; c < NCLASSES; c++) {
+        arena **link = &arenas[c];
+        while (*link != NULL) {
+            arena *a = *link;
+            if (a->used == 0) {
+                *link = a->next;
+                munmap(a->base, ARENA_SIZE);
+                free(a);
+            } else {
+                link = &a->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 void secmem_free(void *p, size_t n)
 {
     if (p == NULL)

@@ -18,6 +18,10 @@ void *secmem_dup(const void *src, size_t n);
 /* True when p was returned by secmem_alloc and not yet freed (for tests). */
 bool secmem_owns(const void *p);
 
+/* Return every arena that has no slot in use to the system (C_Finalize
+ * calls it, so a module unloaded afterwards leaves nothing behind). */
+void secmem_trim(void);
+
 /* Wipe that the compiler cannot elide. */
 void secmem_wipe(void *p, size_t n);
 /* Constant-time comparison: true when equal. Time depends only on n. */
