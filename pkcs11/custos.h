@@ -45,9 +45,13 @@
 #define CKM_CUSTOS_REWRAP  (CKM_CUSTOS_BASE + 0x01UL) /* re-encrypt ciphertext under the family's current key */
 
 /* ---- User types (C_Login / C_LoginUser) -------------------------------- */
-#define CKU_CUSTOS_GENERATE  (CKU_CUSTOS_BASE + 0x01UL) /* may create and rotate keys */
-#define CKU_CUSTOS_DECRYPT   (CKU_CUSTOS_BASE + 0x02UL) /* may use keys to decrypt */
-#define CKU_CUSTOS_AUDIT     (CKU_CUSTOS_BASE + 0x03UL) /* read-only access to metadata and audit data */
+/* Roles of a token user (docs/roles.md). A user logs in with
+ * C_Login(CKU_USER, pin) (the PIN selects the user) or
+ * C_LoginUser(CKU_USER, pin, name); an admin with CKU_SO. */
+#define CUSTOS_ROLE_ADMIN     0x01UL /* users, policy, key-family lifecycle; no data keys */
+#define CUSTOS_ROLE_GENERATE  0x02UL /* create DEKs, wrap, encrypt, sign: the write path */
+#define CUSTOS_ROLE_DECRYPT   0x04UL /* unwrap DEKs, decrypt, verify: the read path */
+#define CUSTOS_ROLE_AUDIT     0x08UL /* read, verify and export the audit trail; no key */
 
 /* ---- Return values ---------------------------------------------------- */
 #define CKR_CUSTOS_AUDIT_FAILED  (CKR_CUSTOS_BASE + 0x01UL) /* audit record could not be written; operation refused */

@@ -37,6 +37,11 @@ enum store_stmt {
     S_FIND_ALL,
     S_META_GET,
     S_META_PUT,
+    S_USER_BY_LOOKUP,
+    S_USER_NAMES,
+    S_USER_DELETE,
+    S_AUDIT_HEAD_GET,
+    S_AUDIT_HEAD_PUT,
     S_COUNT_
 };
 

@@ -51,8 +51,22 @@ static const char V1[] =
     "CREATE INDEX attrs_find ON attrs(type, value, sealed) WHERE sealed = 0;"
     "INSERT INTO meta(key, value) VALUES ('magic', CAST('custos-token' AS BLOB));";
 
+/* Version 1 -> 2: named users with PIN-selected login (a lookup tag per
+ * user, unique per user type: docs/roles.md) and the audit chain head
+ * (docs/audit.md). */
+static const char V2[] =
+    "ALTER TABLE users ADD COLUMN lookup BLOB;"
+    "CREATE UNIQUE INDEX users_lookup ON users(user_type, lookup) WHERE lookup IS NOT NULL;"
+    "CREATE TABLE audit_head ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " seq INTEGER NOT NULL,"
+    " mac BLOB NOT NULL,"
+    " tag BLOB NOT NULL"
+    ");";
+
 static const char *const MIGRATIONS[] = {
     V1,
+    V2,
 };
 
 _Static_assert(ARRAY_LEN(MIGRATIONS) == STORE_SCHEMA_VERSION,
@@ -69,6 +83,7 @@ static const char *const PROBES[] = {
     "SELECT 1 FROM sqlite_sequence LIMIT 1",
     "SELECT 1 FROM attrs LIMIT 1",
     "SELECT 1 FROM attrs INDEXED BY attrs_find WHERE type = 0 AND value = X'' AND sealed = 0",
+    "SELECT 1 FROM audit_head LIMIT 1",
 };
 
 /* Run one query returning at most one integer row; *found says whether a

@@ -32,10 +32,18 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_TOKEN_INSERT] = "INSERT INTO token(id, label, serial, created) VALUES (1, ?1, ?2, ?3)",
     [S_TOKEN_SET_LABEL] = "UPDATE token SET label = ?1 WHERE id = 1",
     [S_USER_GET] = "SELECT user_type, roles, kdf_alg, kdf_p1, kdf_p2, kdf_p3, salt,"
-                   " sealed_mk, failures, flags FROM users WHERE name = ?1",
+                   " sealed_mk, failures, flags, lookup FROM users WHERE name = ?1",
     [S_USER_PUT] = "INSERT OR REPLACE INTO users(name, user_type, roles, kdf_alg, kdf_p1,"
-                   " kdf_p2, kdf_p3, salt, sealed_mk, failures, flags)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                   " kdf_p2, kdf_p3, salt, sealed_mk, failures, flags, lookup)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [S_USER_BY_LOOKUP] = "SELECT name FROM users WHERE user_type = ?1 AND lookup = ?2",
+    [S_USER_NAMES] = "SELECT name FROM users ORDER BY name",
+    [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+    [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
+    [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
+                         " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,"
+                         " mac = excluded.mac, tag = excluded.tag"
+                         " WHERE excluded.seq > audit_head.seq",
     /* One statement, so the increment is atomic across processes. */
     [S_USER_FAIL] = "UPDATE users SET failures = min(failures + 1, 4294967295)"
                     " WHERE name = ?1 RETURNING failures",
@@ -420,7 +428,17 @@ static CK_RV user_put_locked(store *st, const store_user *u)
     GUARD_OUT(bind_blob(s, 9, u->sealed_mk, sizeof(u->sealed_mk)));
     GUARD_OUT(bind_int(s, 10, u->failures));
     GUARD_OUT(bind_int(s, 11, u->flags));
-    rv = run(s);
+    if (u->has_lookup)
+        GUARD_OUT(bind_blob(s, 12, u->lookup, sizeof(u->lookup)));
+    else
+        GUARD_OUT(bind_rc(sqlite3_bind_null(s, 12)));
+    {
+        int rc = sqlite3_step(s);
+        /* The only constraint a valid row can break: users_lookup. */
+        rv = rc == SQLITE_DONE ? CKR_OK
+             : (rc & 0xff) == SQLITE_CONSTRAINT ? CKR_PIN_INVALID
+                                                : store_sqlite_rv(rc);
+    }
 out:
     sqlite3_reset(s);
     return rv;
@@ -680,6 +698,10 @@ CK_RV store_user_get(store *st, const char *name, store_user *out)
     memcpy(out->sealed_mk, sealed, sizeof(out->sealed_mk));
     out->failures = (uint32_t)sqlite3_column_int64(s, 8);
     out->flags = (uint32_t)sqlite3_column_int64(s, 9);
+    if (sqlite3_column_type(s, 10) == SQLITE_BLOB && sqlite3_column_bytes(s, 10) == sizeof(out->lookup)) {
+        memcpy(out->lookup, sqlite3_column_blob(s, 10), sizeof(out->lookup));
+        out->has_lookup = true;
+    }
     rv = CKR_OK;
 out:
     sqlite3_reset(s);
@@ -1214,6 +1236,139 @@ CK_RV store_meta_put(store *st, const char *key, const uint8_t *val, size_t len)
     GUARD_OUT(stmt(st, S_META_PUT, &s));
     GUARD_OUT(bind_text(s, 1, key));
     GUARD_OUT(bind_blob(s, 2, val, len));
+    rv = run(s);
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    return rv;
+}
+
+/* ---- named users and the audit head (schema version 2) ------------------- */
+
+CK_RV store_user_by_lookup(store *st, CK_USER_TYPE type, const uint8_t lookup[16], store_user *out)
+{
+    sqlite3_stmt *s = NULL;
+    char name[sizeof(out->name)];
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && lookup != NULL && out != NULL, CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(stmt(st, S_USER_BY_LOOKUP, &s));
+    GUARD_OUT(bind_int(s, 1, (int64_t)type));
+    GUARD_OUT(bind_blob(s, 2, lookup, 16));
+    rc = sqlite3_step(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+    ENSURE_OUT(rc == SQLITE_ROW, CKR_PIN_INCORRECT);
+    ENSURE_OUT(sqlite3_column_bytes(s, 0) < (int)sizeof(name), CKR_DEVICE_ERROR);
+    snprintf(name, sizeof(name), "%s", (const char *)sqlite3_column_text(s, 0));
+    rv = CKR_OK;
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    if (rv == CKR_OK)
+        rv = store_user_get(st, name, out);
+    return rv;
+}
+
+void store_user_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n && names != NULL; i++)
+        free(names[i]);
+    free(names);
+}
+
+CK_RV store_user_names(store *st, char ***names, size_t *n)
+{
+    sqlite3_stmt *s = NULL;
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(stmt(st, S_USER_NAMES, &s));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            char **nv = realloc(v, ncap * sizeof(*nv));
+            ENSURE_OUT(nv != NULL, CKR_HOST_MEMORY);
+            v = nv;
+            cap = ncap;
+        }
+        v[cnt] = strdup((const char *)sqlite3_column_text(s, 0));
+        ENSURE_OUT(v[cnt] != NULL, CKR_HOST_MEMORY);
+        cnt++;
+    }
+    ENSURE_OUT(rc == SQLITE_DONE, store_sqlite_rv(rc));
+    *names = v;
+    *n = cnt;
+    v = NULL;
+    rv = CKR_OK;
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    store_user_names_free(v, cnt);
+    return rv;
+}
+
+CK_RV store_user_delete(store *st, const char *name)
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+
+    ENSURE(st != NULL && name_ok(name), CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(stmt(st, S_USER_DELETE, &s));
+    GUARD_OUT(bind_text(s, 1, name));
+    GUARD_OUT(run(s));
+    ENSURE_OUT(sqlite3_changes(st->db) == 1, CKR_USER_PIN_NOT_INITIALIZED);
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    return rv;
+}
+
+CK_RV store_audit_head_get(store *st, uint64_t *seq, uint8_t mac[32], uint8_t tag[32], bool *found)
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && seq != NULL && mac != NULL && tag != NULL && found != NULL,
+           CKR_ARGUMENTS_BAD);
+    *found = false;
+    lock(st);
+    GUARD_OUT(stmt(st, S_AUDIT_HEAD_GET, &s));
+    rc = sqlite3_step(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+    rv = CKR_OK;
+    if (rc == SQLITE_DONE)
+        goto out;
+    ENSURE_OUT(sqlite3_column_bytes(s, 1) == 32 && sqlite3_column_bytes(s, 2) == 32,
+               CKR_DEVICE_ERROR);
+    *seq = (uint64_t)sqlite3_column_int64(s, 0);
+    memcpy(mac, sqlite3_column_blob(s, 1), 32);
+    memcpy(tag, sqlite3_column_blob(s, 2), 32);
+    *found = true;
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    return rv;
+}
+
+CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], const uint8_t tag[32])
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+
+    ENSURE(st != NULL && mac != NULL && tag != NULL && seq <= INT64_MAX, CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(stmt(st, S_AUDIT_HEAD_PUT, &s));
+    GUARD_OUT(bind_int(s, 1, (int64_t)seq));
+    GUARD_OUT(bind_blob(s, 2, mac, 32));
+    GUARD_OUT(bind_blob(s, 3, tag, 32));
     rv = run(s);
 out:
     sqlite3_reset(s);

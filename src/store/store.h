@@ -18,7 +18,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_MK_LEN 32
 #define STORE_SEALED_MK_LEN (STORE_MK_LEN + CRYPTO_SEAL_OVERHEAD)
 
@@ -40,6 +40,8 @@ typedef struct store_user {
     uint8_t sealed_mk[STORE_SEALED_MK_LEN];
     uint32_t failures;                     /* consecutive wrong PINs */
     uint32_t flags;                        /* STORE_USER_* */
+    bool has_lookup;                       /* PIN-selected login (docs/roles.md) */
+    uint8_t lookup[16];                    /* unique per user type */
 } store_user;
 #define STORE_USER_DISABLED 0x1u
 
@@ -84,8 +86,26 @@ CK_RV store_data_version(store *st, uint64_t *out) CUSTOS_WUR;
 /* ---- users ------------------------------------------------------------ */
 /* CKR_USER_PIN_NOT_INITIALIZED when no user has that name. */
 CK_RV store_user_get(store *st, const char *name, store_user *out) CUSTOS_WUR;
-/* Insert or replace by name. */
+/* Insert or replace by name. CKR_PIN_INVALID when another user of the same
+ * type has the same lookup tag (the same PIN). */
 CK_RV store_user_put(store *st, const store_user *u) CUSTOS_WUR;
+/* The user of this type whose lookup tag this is: CKR_PIN_INCORRECT when
+ * none. */
+CK_RV store_user_by_lookup(store *st, CK_USER_TYPE type, const uint8_t lookup[16],
+                           store_user *out) CUSTOS_WUR;
+/* Every user name, sorted (malloc'ed array of malloc'ed strings). */
+CK_RV store_user_names(store *st, char ***names, size_t *n) CUSTOS_WUR;
+void store_user_names_free(char **names, size_t n);
+/* CKR_USER_PIN_NOT_INITIALIZED when no such user. */
+CK_RV store_user_delete(store *st, const char *name) CUSTOS_WUR;
+
+/* ---- the audit chain head (docs/audit.md) --------------------------------- */
+/* found false when no record was ever sealed. */
+CK_RV store_audit_head_get(store *st, uint64_t *seq, uint8_t mac[32], uint8_t tag[32],
+                           bool *found) CUSTOS_WUR;
+/* Move the head forward (never back: a lower seq is ignored, CKR_OK). */
+CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32],
+                               const uint8_t tag[32]) CUSTOS_WUR;
 /* Atomically add one failure and return the new count (another process may
  * be counting too). */
 CK_RV store_user_fail(store *st, const char *name, uint32_t *failures) CUSTOS_WUR;
