@@ -1,4 +1,5 @@
 /* PKCS#11 3.2 sec. 5.6, session management and login. */
+#include <string.h>
 #include "api/api.h"
 
 CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication, CK_NOTIFY Notify,
@@ -64,9 +65,7 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR
     API_SESSION(hSession);
     if (pPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
-    /* The KDF takes a while: do not hold this session's lock meanwhile
-     * beyond what the call needs (the core takes no token lock during it). */
-    API_RETURN(core_login(s, userType, pPin, ulPinLen));
+    API_RETURN(core_login(s, userType, pPin, ulPinLen, NULL));
 }
 
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
@@ -78,14 +77,21 @@ CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 CK_RV C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
                   CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
 {
+    char name[64];
     API_SESSION(hSession);
     if (pPin == NULL || pUsername == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
-    (void)userType;
-    (void)ulPinLen;
-    (void)ulUsernameLen;
-    /* Named users arrive with the roles issue. */
-    API_RETURN(CKR_FUNCTION_NOT_SUPPORTED);
+    /* The name is UTF-8 of the given length, not NUL-terminated. A name
+     * no user can have is a wrong login, not a malformed call. */
+    if (ulUsernameLen == 0 || ulUsernameLen >= sizeof(name) ||
+        memchr(pUsername, '\0', ulUsernameLen) != NULL) {
+        name[0] = '*';
+        name[1] = '\0';
+    } else {
+        memcpy(name, pUsername, ulUsernameLen);
+        name[ulUsernameLen] = '\0';
+    }
+    API_RETURN(core_login(s, userType, pPin, ulPinLen, name));
 }
 
 CK_RV C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)

@@ -50,6 +50,7 @@ typedef struct object {
     CK_KEY_TYPE kt;           /* CK_UNAVAILABLE_INFORMATION when not a key */
     bool is_token;
     bool is_private;
+    char *acl;                /* CKA_CUSTOS_ALLOWED_USERS, NULL when none */
     CK_SESSION_HANDLE owner;  /* session objects: the creating session */
     attr_list attrs;
 } object;
@@ -61,6 +62,9 @@ typedef struct token {
     store *st;                /* NULL when not initialised */
     store_token_info info;
     login_state login;
+    char user[64];            /* who is logged in (docs/roles.md) */
+    unsigned long roles;      /* their CUSTOS_ROLE_* */
+    uint8_t pin_salt[16];     /* token-wide PIN salt (from the store) */
     uint8_t *mk;              /* secmem, STORE_MK_LEN bytes, while logged in */
     unsigned sessions;        /* open sessions of this process */
     unsigned rw_sessions;
@@ -142,15 +146,32 @@ void session_reset_ops(session *s);
 void op_end(op *o);
 
 /* ---- login (core/login.c) ----------------------------------------------- */
-CK_RV core_login(session *s, CK_USER_TYPE type, const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
+/* C_Login: the PIN selects the user; C_LoginUser (name != NULL) names it. */
+CK_RV core_login(session *s, CK_USER_TYPE type, const uint8_t *pin, size_t pinlen,
+                 const char *name) CUSTOS_WUR;
 CK_RV core_logout(session *s) CUSTOS_WUR;
 CK_RV core_init_pin(session *s, const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
 CK_RV core_set_pin(session *s, const uint8_t *old, size_t oldlen,
                    const uint8_t *pin, size_t pinlen) CUSTOS_WUR;
-/* Seal mk for a user under a new PIN into u (fresh salt, configured KDF). */
-CK_RV login_seal_for(const token *t, const char *name, CK_USER_TYPE type,
+/* Seal mk for a user under a PIN into u (token-wide salt, configured KDF,
+ * a lookup tag for PIN-selected login). */
+CK_RV login_seal_for(const token *t, const char *name, CK_USER_TYPE type, unsigned long roles,
                      const uint8_t *pin, size_t pinlen, const uint8_t *mk,
                      store_user *u) CUSTOS_WUR;
+/* The anonymous failure counters of PIN-selected login (docs/roles.md). */
+CK_RV login_make_counters(token *t) CUSTOS_WUR;
+
+/* What a role may do (docs/roles.md). Not logged in: the standard's rules
+ * alone apply (CKR_OK here). Logged in without the role:
+ * CKR_ACTION_PROHIBITED. */
+typedef enum role_action {
+    ACT_ENCRYPT, ACT_DECRYPT, ACT_SIGN, ACT_VERIFY, ACT_DIGEST_KEY,
+    ACT_WRAP, ACT_UNWRAP, ACT_CREATE, ACT_TOKEN_WRITE, ACT_COUNT
+} role_action;
+CK_RV role_check(const token *t, role_action a) CUSTOS_WUR;
+/* May the logged-in identity see object o at all (privacy, audit role,
+ * CKA_CUSTOS_ALLOWED_USERS)? Called with t->lock held. */
+bool role_sees(const token *t, const object *o);
 /* Called with t->lock held: forget the login (wipe mk, drop caches). */
 void login_clear_locked(token *t);
 
@@ -193,6 +214,8 @@ void object_cache_flush_locked(token *t);
 /* Resolve and check a mechanism for an operation kind: CKR_MECHANISM_INVALID
  * when unknown, not for this kind, or legacy without policy. */
 CK_RV op_mech(CK_MECHANISM_PTR m, mech_op kind, const mech_desc **out) CUSTOS_WUR;
+/* May the logged-in identity do this kind of operation (docs/roles.md)? */
+CK_RV op_role(const token *t, mech_op kind) CUSTOS_WUR;
 CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 /* C_Encrypt, C_Decrypt, C_Sign (one-shot data calls). */
 CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,

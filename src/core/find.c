@@ -36,6 +36,40 @@ static CK_RV match_locked(attr_list *l, void *arg)
     return attr_match(l, m->t, m->n) ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
+/* May the current identity see a token object found by the index? The
+ * index answered the template; privacy and CKA_CUSTOS_ALLOWED_USERS are
+ * checked here with one primary-key lookup each, without loading objects. */
+static CK_RV found_visible(token *tok, CK_OBJECT_HANDLE row, bool priv_visible, bool *is_private,
+                           bool *ok)
+{
+    static const CK_BBOOL ck_true = CK_TRUE;
+    CK_ATTRIBUTE priv = { CKA_PRIVATE, (CK_VOID_PTR)&ck_true, sizeof(ck_true) };
+    char acl[512];
+    size_t len;
+    bool found;
+
+    *is_private = false;
+    *ok = true;
+    if (priv_visible)
+        GUARD(store_object_has(tok->st, row, &priv, is_private));
+    if (tok->roles & CUSTOS_ROLE_ADMIN)
+        return CKR_OK;
+    CK_RV rv = store_object_attr(tok->st, row, CKA_CUSTOS_ALLOWED_USERS, (uint8_t *)acl,
+                                 sizeof(acl) - 1, &len, &found);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+        /* A list this long is not worth a special path: load the object. */
+        *ok = false;
+        return CKR_OK;
+    }
+    GUARD(rv);
+    if (found && len > 0) {
+        acl[len] = '\0';
+        object probe = { .is_private = *is_private, .acl = acl };
+        *ok = role_sees(tok, &probe);
+    }
+    return CKR_OK;
+}
+
 static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size_t *cap)
 {
     token *tok = s->tok;
@@ -52,28 +86,27 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
         else
             post = true;
     }
-    bool user = tok->login == LOGIN_USER;
-    if (!user) {
-        /* Before the user logs in, only public objects exist. */
+    /* Who may see private objects at all (docs/roles.md). */
+    object private_probe = { .is_private = true };
+    bool priv_visible = role_sees(tok, &private_probe);
+    if (!priv_visible) {
         q[qn].type = CKA_PRIVATE;
         q[qn].pValue = (CK_VOID_PTR)&ck_false;
         q[qn].ulValueLen = sizeof(ck_false);
         qn++;
     }
     GUARD_OUT(store_find(tok->st, q, qn, &hs, &count));
-    static const CK_BBOOL ck_true = CK_TRUE;
-    CK_ATTRIBUTE priv = { CKA_PRIVATE, (CK_VOID_PTR)&ck_true, sizeof(ck_true) };
     for (size_t i = 0; i < count; i++) {
-        bool is_private = false;
-        if (user)
-            GUARD_OUT(store_object_has(tok->st, hs[i], &priv, &is_private));
+        bool is_private, ok;
+        GUARD_OUT(found_visible(tok, hs[i], priv_visible, &is_private, &ok));
         CK_OBJECT_HANDLE h = object_client_handle(tok, hs[i], is_private);
-        if (post) {
+        if (post || !ok) {
+            /* object_get applies every visibility rule itself. */
             object *o;
             if (object_get(s, h, &o) != CKR_OK)
                 continue;
             struct match_args m = { t, n };
-            CK_RV mrv = object_with_attrs(tok, o, match_locked, &m);
+            CK_RV mrv = post ? object_with_attrs(tok, o, match_locked, &m) : CKR_OK;
             object_unref(o);
             if (mrv != CKR_OK)
                 continue;
@@ -104,7 +137,7 @@ CK_RV core_find_init(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
     void *val;
     while (rv == CKR_OK && hmap_next(&tok->sobjs, &pos, &key, &val)) {
         object *o = val;
-        if ((!o->is_private || tok->login == LOGIN_USER) && attr_match(&o->attrs, t, n))
+        if (role_sees(tok, o) && attr_match(&o->attrs, t, n))
             rv = push(&s->find, &cap, o->handle);
     }
     pthread_mutex_unlock(&tok->lock);

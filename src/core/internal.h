@@ -16,9 +16,12 @@ typedef struct library {
 
 extern library lib;
 
-/* Names of the two standard login identities in the store. */
+/* Names of the two standard login identities in the store, and of the
+ * anonymous failure counters of PIN-selected login (never a login). */
 #define USER_NAME_SO "so"
 #define USER_NAME_USER "user"
+#define COUNTER_SO "*so"
+#define COUNTER_USER "*user"
 
 /* Open a slot's store if it is not open yet. Called with t->lock held. */
 CK_RV token_open_locked(token *t) CUSTOS_WUR;
@@ -36,3 +39,6 @@ static inline bool token_ready(const token *t) { return t->st != NULL && !t->dam
  * the KDF is slow and the store serialises itself. */
 CK_RV login_verify_pin(token *t, const char *name, const uint8_t *pin, size_t pinlen,
                        uint8_t *mk) CUSTOS_WUR;
+/* Load (or make, for a token from before schema 2) the token-wide PIN
+ * salt into t->pin_salt. Called with t->lock held, store open. */
+CK_RV login_load_salt(token *t) CUSTOS_WUR;

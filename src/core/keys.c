@@ -26,6 +26,7 @@ CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_U
     attr_list_init(&l);
     const mech_desc *d = mech_find(m->mechanism);
     ENSURE(d != NULL && (d->flags & MECH_KEYGEN), CKR_MECHANISM_INVALID);
+    GUARD(role_check(s->tok, ACT_CREATE));
     /* Key generation mechanisms of this kind take no parameter. */
     ENSURE(m->pParameter == NULL && m->ulParameterLen == 0, CKR_MECHANISM_PARAM_INVALID);
     GUARD_OUT(schema_build(TMPL_GENERATE, CKO_SECRET_KEY, d->gen_key_type, d->type, t, n, &l));
@@ -110,6 +111,7 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
 
     memset(&w, 0, sizeof(w));
     GUARD(op_mech(m, MECH_OP_WRAP, &d));
+    GUARD(op_role(s->tok, MECH_OP_WRAP));
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
     rv = wrapping_key(s, wrapping, d, MECH_OP_WRAP, &k, kek, &wo);
     keklen = k.len;
@@ -173,6 +175,7 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
     memset(&ut, 0, sizeof(ut));
     attr_list_init(&l);
     GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
+    GUARD(op_role(s->tok, MECH_OP_UNWRAP));
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
     rv = wrapping_key(s, unwrapping, d, MECH_OP_UNWRAP, &k, kek, &uo);
     keklen = k.len;

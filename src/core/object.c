@@ -29,6 +29,12 @@ static object *object_wrap(attr_list *attrs)
     o->kt = ulong_or(&o->attrs, CKA_KEY_TYPE, CK_UNAVAILABLE_INFORMATION);
     o->is_token = attr_bool(&o->attrs, CKA_TOKEN, false);
     o->is_private = attr_bool(&o->attrs, CKA_PRIVATE, false);
+    const attr *acl = attr_find(&o->attrs, CKA_CUSTOS_ALLOWED_USERS);
+    if (acl != NULL && acl->len > 0 && (o->acl = strndup((const char *)acl->value, acl->len)) == NULL) {
+        attr_list_free(&o->attrs);
+        free(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -36,6 +42,7 @@ void object_unref(object *o)
 {
     if (o != NULL && atomic_fetch_sub(&o->refs, 1) == 1) {
         attr_list_free(&o->attrs);
+        free(o->acl);
         free(o);
     }
 }
@@ -50,11 +57,7 @@ void object_cache_flush_locked(token *t)
     hmap_free(&t->cache);
 }
 
-static bool visible(const token *t, const object *o)
-{
-    /* sec. 4.4: private objects are for the normal user only. */
-    return !o->is_private || t->login == LOGIN_USER;
-}
+static bool visible(const token *t, const object *o) { return role_sees(t, o); }
 
 /* Open sealed attributes of o while the master key is at hand. */
 static CK_RV open_sealed_locked(token *t, object *o)
@@ -192,13 +195,16 @@ CK_RV object_with_attrs(token *t, object *o, CK_RV (*fn)(attr_list *l, void *arg
 }
 
 /* Who may create or change an object of this kind in this session
- * (sec. 5.7 C_CreateObject; sec. 4.4). */
+ * (sec. 5.7 C_CreateObject; sec. 4.4; docs/roles.md). */
 static CK_RV may_write(session *s, bool is_token, bool is_private)
 {
+    token *t = s->tok;
     if (is_token)
         ENSURE(session_is_rw(s), CKR_SESSION_READ_ONLY);
     if (is_private)
-        ENSURE(s->tok->login == LOGIN_USER, CKR_USER_NOT_LOGGED_IN);
+        ENSURE(t->login == LOGIN_USER || (t->roles & CUSTOS_ROLE_ADMIN), CKR_USER_NOT_LOGGED_IN);
+    if (is_token)
+        GUARD(role_check(t, ACT_TOKEN_WRITE));
     return CKR_OK;
 }
 
@@ -270,6 +276,7 @@ CK_RV core_create_object(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_H
 {
     attr_list l;
     attr_list_init(&l);
+    GUARD(role_check(s->tok, ACT_CREATE));
     CK_RV rv = schema_build_as(TMPL_CREATE, CK_UNAVAILABLE_INFORMATION, CK_UNAVAILABLE_INFORMATION,
                                CK_UNAVAILABLE_INFORMATION, t, n, s->tok->login == LOGIN_SO, &l);
     if (rv == CKR_OK)
@@ -302,6 +309,7 @@ CK_RV core_copy_object(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_UL
     object *o;
     attr_list l;
     attr_list_init(&l);
+    GUARD(role_check(s->tok, ACT_CREATE));
     GUARD(object_get(s, h, &o));
     struct apply_args a = { s->tok, o, TMPL_COPY, t, n, &l };
     CK_RV rv = object_with_attrs(s->tok, o, apply_locked, &a);
@@ -349,6 +357,9 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
         attr_list_init(&l);
         attr_list_free(&old);
         o->is_private = attr_bool(&o->attrs, CKA_PRIVATE, false);
+        const attr *acl = attr_find(&o->attrs, CKA_CUSTOS_ALLOWED_USERS);
+        free(o->acl);
+        o->acl = acl != NULL && acl->len > 0 ? strndup((const char *)acl->value, acl->len) : NULL;
     }
     pthread_mutex_unlock(&tok->lock);
 out:

@@ -23,6 +23,22 @@ static const CK_FLAGS op_flag[MECH_OP_COUNT] = {
     [MECH_OP_UNWRAP] = CKF_UNWRAP,
 };
 
+/* The role action of each kind (docs/roles.md). */
+static const role_action op_action[MECH_OP_COUNT] = {
+    [MECH_OP_ENCRYPT] = ACT_ENCRYPT,
+    [MECH_OP_DECRYPT] = ACT_DECRYPT,
+    [MECH_OP_SIGN] = ACT_SIGN,
+    [MECH_OP_VERIFY] = ACT_VERIFY,
+    [MECH_OP_DIGEST] = ACT_COUNT,
+    [MECH_OP_WRAP] = ACT_WRAP,
+    [MECH_OP_UNWRAP] = ACT_UNWRAP,
+};
+
+CK_RV op_role(const token *t, mech_op kind)
+{
+    return op_action[kind] == ACT_COUNT ? CKR_OK : role_check(t, op_action[kind]);
+}
+
 /* The key attribute that permits each kind (sec. 4.9 usage flags). */
 static const CK_ATTRIBUTE_TYPE op_usage[MECH_OP_COUNT] = {
     [MECH_OP_ENCRYPT] = CKA_ENCRYPT,
@@ -112,6 +128,7 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
 
     ENSURE(o->state == OP_IDLE, CKR_OPERATION_ACTIVE);
     GUARD(op_mech(m, kind, &d));
+    GUARD(op_role(s->tok, kind));
     mech_key mk = { kb, 0, CK_UNAVAILABLE_INFORMATION };
     if (kind != MECH_OP_DIGEST) {
         rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb);
@@ -272,7 +289,9 @@ CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key)
     CK_RV rv;
 
     ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
-    rv = object_get(s, key, &obj);
+    rv = role_check(s->tok, ACT_DIGEST_KEY);
+    if (rv == CKR_OK)
+        rv = object_get(s, key, &obj);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         rv = CKR_KEY_HANDLE_INVALID;
     if (rv != CKR_OK) {

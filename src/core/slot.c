@@ -65,6 +65,8 @@ CK_RV token_open_locked(token *t)
         rv = store_token_get(t->st, &t->info);
     if (rv == CKR_OK)
         rv = store_data_version(t->st, &t->cache_version);
+    if (rv == CKR_OK)
+        rv = login_load_salt(t);
     if (rv != CKR_OK) {
         /* A damaged file is this token's problem only: remember why and
          * answer for it; every other slot goes on working. */
@@ -164,12 +166,16 @@ CK_RV core_slot_info(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
     return CKR_OK;
 }
 
-/* PIN flags of one identity, from its failure count (sec. 3.2 CK_TOKEN_INFO). */
+/* PIN flags of one user type, from the failure counts of its standard
+ * identity and of PIN-selected login, whichever is worse (sec. 3.2
+ * CK_TOKEN_INFO; docs/roles.md). */
 static CK_FLAGS pin_flags(token *t, const char *name, bool so)
 {
-    store_user u;
+    store_user u, c;
     if (store_user_get(t->st, name, &u) != CKR_OK)
         return 0;
+    if (store_user_get(t->st, so ? COUNTER_SO : COUNTER_USER, &c) == CKR_OK && c.failures > u.failures)
+        u.failures = c.failures;
     unsigned max = lib.cfg.pin_max_retries;
     CK_FLAGS f = so ? 0 : CKF_USER_PIN_INITIALIZED;
     if (u.failures >= max)
@@ -278,8 +284,9 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
             object_unref(val);
         hmap_free(&t->sobjs);
         GUARD_OUT(crypto_random(mk, STORE_MK_LEN));
-        GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, pin, pinlen, mk, &so));
+        GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, CUSTOS_ROLE_ADMIN, pin, pinlen, mk, &so));
         GUARD_OUT(store_reinit(t->st, info.label, &so));
+        GUARD_OUT(login_make_counters(t));
         GUARD_OUT(store_token_get(t->st, &t->info));
         goto out;
     }
@@ -292,8 +299,10 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
     info.created = (int64_t)time(NULL);
     memcpy(t->info.serial, info.serial, sizeof(info.serial));
     GUARD_OUT(crypto_random(mk, STORE_MK_LEN));
-    GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, pin, pinlen, mk, &so));
+    GUARD_OUT(crypto_random(t->pin_salt, sizeof(t->pin_salt)));
+    GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, CUSTOS_ROLE_ADMIN, pin, pinlen, mk, &so));
     GUARD_OUT(store_create(t->path, &info, &so, &t->st));
+    GUARD_OUT(login_make_counters(t));
     GUARD_OUT(store_token_get(t->st, &t->info));
     GUARD_OUT(store_data_version(t->st, &t->cache_version));
 out:

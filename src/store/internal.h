@@ -42,6 +42,7 @@ enum store_stmt {
     S_USER_DELETE,
     S_AUDIT_HEAD_GET,
     S_AUDIT_HEAD_PUT,
+    S_ATTR_GET,
     S_COUNT_
 };
 

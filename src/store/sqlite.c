@@ -39,6 +39,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_USER_BY_LOOKUP] = "SELECT name FROM users WHERE user_type = ?1 AND lookup = ?2",
     [S_USER_NAMES] = "SELECT name FROM users ORDER BY name",
     [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+    [S_ATTR_GET] = "SELECT value FROM attrs WHERE handle = ?1 AND type = ?2 AND sealed = 0",
     [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
     [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
                          " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,"
@@ -1370,6 +1371,37 @@ CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], c
     GUARD_OUT(bind_blob(s, 2, mac, 32));
     GUARD_OUT(bind_blob(s, 3, tag, 32));
     rv = run(s);
+out:
+    sqlite3_reset(s);
+    unlock(st);
+    return rv;
+}
+
+CK_RV store_object_attr(store *st, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, uint8_t *buf,
+                        size_t cap, size_t *len, bool *found)
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && len != NULL && found != NULL && (buf != NULL || cap == 0),
+           CKR_ARGUMENTS_BAD);
+    *found = false;
+    *len = 0;
+    lock(st);
+    GUARD_OUT(stmt(st, S_ATTR_GET, &s));
+    GUARD_OUT(bind_int(s, 1, (int64_t)h));
+    GUARD_OUT(bind_int(s, 2, (int64_t)type));
+    rc = sqlite3_step(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+    rv = CKR_OK;
+    if (rc == SQLITE_DONE)
+        goto out;
+    *found = true;
+    *len = (size_t)sqlite3_column_bytes(s, 0);
+    ENSURE_OUT(*len <= cap, CKR_BUFFER_TOO_SMALL);
+    if (*len > 0)
+        memcpy(buf, sqlite3_column_blob(s, 0), *len);
 out:
     sqlite3_reset(s);
     unlock(st);

@@ -150,6 +150,11 @@ CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n,
 /* Does object h have attribute a with exactly these bytes (not sealed)?
  * One primary-key lookup; *yes false when the object does not exist. */
 CK_RV store_object_has(store *st, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *a, bool *yes) CUSTOS_WUR;
+/* The clear value of one attribute of object h into buf (cap bytes):
+ * *found false when absent or sealed; CKR_BUFFER_TOO_SMALL (with *len the
+ * size) when it does not fit. */
+CK_RV store_object_attr(store *st, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, uint8_t *buf,
+                        size_t cap, size_t *len, bool *found) CUSTOS_WUR;
 /* Number of objects in the token. */
 CK_RV store_object_count(store *st, uint64_t *out) CUSTOS_WUR;
 
