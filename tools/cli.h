@@ -1,0 +1,72 @@
+/* cli.h -- helpers shared by the subcommands of the `custos` tool: loading any PKCS#11 module by
+ * path (dlopen, never linked), CK_RV names, PINs (file or terminal, never argv or the environment),
+ * slot selection by label and small parsing helpers. Nothing here knows Custos internals. */
+#ifndef CUSTOS_TOOLS_CLI_H
+#define CUSTOS_TOOLS_CLI_H
+
+#define CK_PKCS11_NO_PROTOTYPES 1 /* dlopen only: the tool never links a module */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "pkcs11.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A subcommand: one row of the table in custos.c. */
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);   /* argv[0] is the command name */
+    const char *summary;                 /* one line for `custos --help` */
+    const char *usage;                   /* full text for `custos help CMD` */
+} cli_command;
+
+/* The subcommands (one file each in tools/); their rows are in custos.c. */
+int bench_main(int argc, char **argv);
+extern const char bench_usage[];
+
+extern const char *cli_prog;             /* "custos" or "custos bench", for messages */
+
+/* One line on stderr, prefixed with cli_prog. Never pass a secret. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- modules -------------------------------------------------------------------------------- */
+typedef struct cli_module {
+    void *lib;
+    char path[4096];
+    CK_FUNCTION_LIST_PTR f;              /* the 2.40 list: everything the tools call is in it */
+    CK_VERSION version;                  /* cryptoki version the list announces */
+    bool initialized;
+} cli_module;
+
+/* dlopen PATH and get its function list (C_GetInterface("PKCS 11") if exported, else
+ * C_GetFunctionList). On failure returns -1 with a one-line reason in err. */
+int cli_module_load(cli_module *m, const char *path, char *err, size_t errlen);
+/* C_Initialize with OS locking and the given pReserved (NULL for most modules). */
+CK_RV cli_module_init(cli_module *m, void *reserved);
+/* C_Finalize if initialized, then dlclose. */
+void cli_module_unload(cli_module *m);
+
+const char *cli_rv_name(CK_RV rv);
+
+/* The slot whose token carries LABEL (compared blank-padded). CKR_TOKEN_NOT_PRESENT if none. */
+CK_RV cli_find_token(CK_FUNCTION_LIST_PTR f, const char *label, CK_SLOT_ID *slot);
+/* The first slot with a present but uninitialised token. CKR_TOKEN_NOT_PRESENT if none. */
+CK_RV cli_find_empty_slot(CK_FUNCTION_LIST_PTR f, CK_SLOT_ID *slot);
+/* A blank-padded 32-byte label from a C string. */
+void cli_pad(CK_UTF8CHAR *dst, size_t dstlen, const char *src);
+
+/* ---- PINs -------------------------------------------------------------------------------------- */
+#define CLI_PIN_MAX 256
+/* The first line of FILE (mode is not checked, the trailing newline is dropped), or, with file ==
+ * NULL, a prompt on the controlling terminal with echo off. Returns -1 with a reason in err. */
+int cli_read_pin(const char *file, const char *prompt, char *pin, size_t cap, char *err, size_t errlen);
+/* A throwaway PIN: 16 random bytes as 32 lower-case hex digits (cap >= 33). */
+int cli_random_pin(char *pin, size_t cap);
+/* Zero a buffer that held a secret; the compiler may not drop it. */
+void cli_wipe(void *p, size_t n);
+
+/* ---- parsing ------------------------------------------------------------------------------------ */
+int cli_parse_double(const char *s, double min, double max, double *out);
+int cli_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+#endif
