@@ -44,7 +44,7 @@
 /* ---- Mechanisms ------------------------------------------------------- */
 #define CKM_CUSTOS_REWRAP  (CKM_CUSTOS_BASE + 0x01UL) /* re-encrypt ciphertext under the family's current key */
 
-/* ---- User types (C_Login / C_LoginUser) -------------------------------- */
+/* ---- Roles ------------------------------------------------------------ */
 /* Roles of a token user (docs/roles.md). A user logs in with
  * C_Login(CKU_USER, pin) (the PIN selects the user) or
  * C_LoginUser(CKU_USER, pin, name); an admin with CKU_SO. */
@@ -55,5 +55,53 @@
 
 /* ---- Return values ---------------------------------------------------- */
 #define CKR_CUSTOS_AUDIT_FAILED  (CKR_CUSTOS_BASE + 0x01UL) /* audit record could not be written; operation refused */
+
+/* ---- The "Vendor Custos" interface ------------------------------------
+ * C_GetInterface("Vendor Custos", {1, 0}) returns a CK_CUSTOS_FUNCTION_LIST:
+ * user management for admins (docs/roles.md). Every function takes a
+ * session in which an admin (CUSTOS_ROLE_ADMIN) is logged in, R/W for the
+ * changing ones: CKR_USER_NOT_LOGGED_IN otherwise, CKR_SESSION_READ_ONLY for
+ * an R/O session. Names are UTF-8, 1..63 bytes, no ',' and not starting
+ * with '*'. A user with CUSTOS_ROLE_ADMIN logs in as CKU_SO and has no other
+ * role; everyone else logs in as CKU_USER. */
+#define CUSTOS_INTERFACE_NAME "Vendor Custos"
+
+#define CKF_CUSTOS_USER_DISABLED 0x1UL  /* may not log in */
+#define CKF_CUSTOS_USER_LOCKED   0x2UL  /* too many wrong PINs */
+
+typedef struct CK_CUSTOS_USER_INFO {
+    CK_UTF8CHAR name[64];    /* NUL-terminated */
+    CK_ULONG roles;          /* CUSTOS_ROLE_* */
+    CK_FLAGS flags;          /* CKF_CUSTOS_USER_* */
+    CK_ULONG failures;       /* consecutive wrong PINs */
+} CK_CUSTOS_USER_INFO;
+typedef CK_CUSTOS_USER_INFO CK_PTR CK_CUSTOS_USER_INFO_PTR;
+
+typedef struct CK_CUSTOS_FUNCTION_LIST {
+    CK_VERSION version; /* 1.0 */
+    /* Add a user with roles and a PIN. CKR_ARGUMENTS_BAD for a bad name or
+     * roles (admin combined with another role, none, unknown bits),
+     * CKR_PIN_LEN_RANGE, CKR_PIN_INVALID when the PIN is another user's,
+     * CKR_ACTION_PROHIBITED when the name exists. */
+    CK_RV (*C_CustosUserAdd)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                             CK_ULONG roles, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen);
+    /* Remove a user (not oneself): CKR_ACTION_PROHIBITED; unknown:
+     * CKR_ARGUMENTS_BAD. */
+    CK_RV (*C_CustosUserRemove)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen);
+    /* Change roles; between admin and non-admin: CKR_ACTION_PROHIBITED
+     * (remove and add again: the PIN selects by user type). */
+    CK_RV (*C_CustosUserSetRoles)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                                  CK_ULONG roles);
+    /* Set a new PIN (and clear the lockout). */
+    CK_RV (*C_CustosUserSetPIN)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                                CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen);
+    /* Enable or disable logins (not oneself). */
+    CK_RV (*C_CustosUserEnable)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                                CK_BBOOL enabled);
+    /* List users, two-call rule (pList NULL: *pulCount = number). */
+    CK_RV (*C_CustosUserList)(CK_SESSION_HANDLE hSession, CK_CUSTOS_USER_INFO_PTR pList,
+                              CK_ULONG_PTR pulCount);
+} CK_CUSTOS_FUNCTION_LIST;
+typedef CK_CUSTOS_FUNCTION_LIST CK_PTR CK_CUSTOS_FUNCTION_LIST_PTR;
 
 #endif /* CUSTOS_H */

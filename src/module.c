@@ -6,6 +6,7 @@
 #include <string.h>
 #include "pkcs11.h"
 #include "core/core.h"
+#include "api/api.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define FILL(name, args) name,
@@ -14,7 +15,18 @@ static CK_FUNCTION_LIST list_2_40 = { { 2, 40 }, CK_PKCS11_FUNCTIONS_2_40(FILL) 
 static CK_FUNCTION_LIST_3_0 list_3_0 = { { 3, 0 }, CK_PKCS11_FUNCTIONS_3_0(FILL) };
 static CK_FUNCTION_LIST_3_2 list_3_2 = { { 3, 2 }, CK_PKCS11_FUNCTIONS_3_2(FILL) };
 
+static CK_CUSTOS_FUNCTION_LIST list_custos = {
+    { 1, 0 },
+    C_CustosUserAdd,
+    C_CustosUserRemove,
+    C_CustosUserSetRoles,
+    C_CustosUserSetPIN,
+    C_CustosUserEnable,
+    C_CustosUserList,
+};
+
 static CK_CHAR iface_name[] = "PKCS 11";
+static CK_CHAR custos_name[] = CUSTOS_INTERFACE_NAME;
 
 /* Newest first: C_GetInterface without a version returns the first. A
  * child process must call C_Initialize after fork, so no interface claims
@@ -23,6 +35,7 @@ static CK_INTERFACE interfaces[] = {
     { iface_name, &list_3_2, 0 },
     { iface_name, &list_3_0, 0 },
     { iface_name, &list_2_40, 0 },
+    { custos_name, &list_custos, 0 },
 };
 
 #define N_INTERFACES (sizeof(interfaces) / sizeof(interfaces[0]))

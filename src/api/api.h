@@ -42,6 +42,18 @@ CK_RV api_op_update(CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR in, CK_ULONG 
                     CK_BYTE_PTR out, CK_ULONG_PTR outlen);
 CK_RV api_op_final(CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
 
+/* The "Vendor Custos" interface (api/vendor.c). */
+CK_RV C_CustosUserAdd(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                      CK_ULONG roles, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen);
+CK_RV C_CustosUserRemove(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen);
+CK_RV C_CustosUserSetRoles(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                           CK_ULONG roles);
+CK_RV C_CustosUserSetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                         CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen);
+CK_RV C_CustosUserEnable(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
+                         CK_BBOOL enabled);
+CK_RV C_CustosUserList(CK_SESSION_HANDLE hSession, CK_CUSTOS_USER_INFO_PTR pList, CK_ULONG_PTR pulCount);
+
 /* A function Custos does not offer (yet): initialisation is still checked
  * first, so a client learns the right thing in the right order. */
 #define API_NOT_SUPPORTED()                                                    \

@@ -175,6 +175,17 @@ bool role_sees(const token *t, const object *o);
 /* Called with t->lock held: forget the login (wipe mk, drop caches). */
 void login_clear_locked(token *t);
 
+/* ---- user management (core/users.c; pkcs11/custos.h) --------------------- */
+CK_RV core_user_add(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen, CK_ULONG roles,
+                    const CK_UTF8CHAR *pin, CK_ULONG pinlen) CUSTOS_WUR;
+CK_RV core_user_remove(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen) CUSTOS_WUR;
+CK_RV core_user_set_roles(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen,
+                          CK_ULONG roles) CUSTOS_WUR;
+CK_RV core_user_set_pin(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen,
+                        const CK_UTF8CHAR *pin, CK_ULONG pinlen) CUSTOS_WUR;
+CK_RV core_user_enable(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen, bool enabled) CUSTOS_WUR;
+CK_RV core_user_list(session *s, CK_CUSTOS_USER_INFO_PTR list, CK_ULONG_PTR count) CUSTOS_WUR;
+
 /* ---- objects (core/object.c, core/find.c) ------------------------------- */
 /* Find an object visible to the session; takes a reference. */
 CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out) CUSTOS_WUR;

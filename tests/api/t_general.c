@@ -4,6 +4,8 @@
  * C_WaitForSlotEvent, C_GenerateRandom/C_SeedRandom, and the
  * not-initialised / bad-session / bad-slot sweeps over every 2.40 function.
  * PKCS#11 3.2 sec. 5.4-5.6, 5.17. */
+#include <stdbool.h>
+#include "custos.h"
 #include "harness.h"
 
 #include <pthread.h>
@@ -197,7 +199,7 @@ static void test_interface_list_two_call_rule(void)
 {
     CK_ULONG n = 0;
     CK_INTERFACE list[16];
-    int have32 = 0, have30 = 0, have240 = 0;
+    int have32 = 0, have30 = 0, have240 = 0, have_custos = 0;
 
     RV_EQ(h_get_interface_list(NULL, &n), CKR_OK, "C_GetInterfaceList size query");
     CHECK(n >= 3 && n <= NELEM(list), "at least 3 interfaces (3.2, 3.0, 2.40)");
@@ -211,18 +213,25 @@ static void test_interface_list_two_call_rule(void)
     RV_EQ(h_get_interface_list(list, &got), CKR_OK, "C_GetInterfaceList");
     CHECK(got == n, "C_GetInterfaceList count stable");
     for (CK_ULONG i = 0; i < got && i < NELEM(list); i++) {
+        bool vendor = list[i].pInterfaceName != NULL &&
+                      strcmp((const char *)list[i].pInterfaceName, CUSTOS_INTERFACE_NAME) == 0;
         CHECK(list[i].pInterfaceName != NULL &&
-                  strcmp((const char *)list[i].pInterfaceName, "PKCS 11") == 0,
-              "interface name is \"PKCS 11\"");
+                  (vendor || strcmp((const char *)list[i].pInterfaceName, "PKCS 11") == 0),
+              "interface name is \"PKCS 11\" or \"" CUSTOS_INTERFACE_NAME "\"");
         CHECK(list[i].pFunctionList != NULL, "interface has a function list");
         if (list[i].pFunctionList == NULL)
             continue;
         const CK_VERSION *v = list[i].pFunctionList; /* first member */
+        if (vendor) {
+            have_custos |= v->major == 1 && v->minor == 0;
+            continue;
+        }
         have32 |= v->major == 3 && v->minor == 2;
         have30 |= v->major == 3 && v->minor == 0;
         have240 |= v->major == 2 && v->minor == 40;
     }
     CHECK(have32, "interface 3.2 listed");
+    CHECK(have_custos, "interface \"" CUSTOS_INTERFACE_NAME "\" 1.0 listed");
     CHECK(have30, "interface 3.0 listed");
     CHECK(have240, "interface 2.40 listed");
     RV_EQ(h_get_interface_list(list, NULL), CKR_ARGUMENTS_BAD,
