@@ -23,6 +23,8 @@ typedef struct cli_command {
 /* The subcommands (one file each in tools/); their rows are in custos.c. */
 int bench_main(int argc, char **argv);
 extern const char bench_usage[];
+int audit_main(int argc, char **argv);
+extern const char audit_usage[];
 
 extern const char *cli_prog;             /* "custos" or "custos bench", for messages */
 

@@ -9,6 +9,7 @@
 static const cli_command COMMANDS[] = {
     { "bench", bench_main, "measure a PKCS#11 module (Custos, SoftHSM2, NSS, ...) and compare it",
       bench_usage },
+    { "audit", audit_main, "verify, export and follow a token's audit trail", audit_usage },
 };
 
 static void show_usage(FILE *out)

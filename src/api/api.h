@@ -9,22 +9,32 @@
 #include "core/core.h"
 
 /* Open a call on a session: initialised? handle valid? take the session's
- * reference and lock. Declares `session *s` in the caller. */
-#define API_SESSION(h)                                                         \
+ * reference and lock, and open the call's audit record of class `cls`
+ * (AUD_NONE: no record). Declares `session *s` in the caller. */
+#define API_SESSION_AUDIT(h, fn, cls)                                          \
     session *s;                                                                \
+    audit_event api_ev_;                                                       \
     do {                                                                       \
-        CK_RV enter_rv_ = core_session_acquire((h), &s);                        \
+        CK_RV enter_rv_ = api_enter((h), (fn), (cls), &api_ev_, &s);           \
         if (enter_rv_ != CKR_OK)                                               \
             return enter_rv_;                                                  \
     } while (0)
 
-/* Close the call opened by API_SESSION with its result. */
+/* A call that leaves no record (info, find, attribute reads). */
+#define API_SESSION(h) API_SESSION_AUDIT(h, NULL, AUD_NONE)
+/* A call that is always recorded (login, key management). */
+#define API_SESSION_AUDITED(h) API_SESSION_AUDIT(h, __func__, AUD_ALWAYS)
+
+/* Close the call opened by API_SESSION* with its result: the audit record
+ * is written (or aggregated) with it, then the session is released. */
 #define API_RETURN(rv)                                                         \
     do {                                                                       \
-        CK_RV leave_rv_ = (rv);                                                \
+        CK_RV leave_rv_ = core_audit_end(s, (rv));                             \
         core_session_release(s);                                               \
         return leave_rv_;                                                      \
     } while (0)
+
+CK_RV api_enter(CK_SESSION_HANDLE h, const char *fn, aud_class cls, audit_event *ev, session **out);
 
 /* A library-level call: initialised? */
 #define API_LIBRARY()                                                          \
@@ -34,13 +44,16 @@
             return enter_rv_;                                                  \
     } while (0)
 
-/* Shared by cipher.c, sign.c and digest.c. */
-CK_RV api_op_init(CK_SESSION_HANDLE h, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key);
-CK_RV api_op_oneshot(CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
-                     CK_BYTE_PTR out, CK_ULONG_PTR outlen);
-CK_RV api_op_update(CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
-                    CK_BYTE_PTR out, CK_ULONG_PTR outlen);
-CK_RV api_op_final(CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+/* Shared by cipher.c, sign.c and digest.c; fn names the C_* function for
+ * the audit record. */
+CK_RV api_op_init(const char *fn, CK_SESSION_HANDLE h, mech_op kind, CK_MECHANISM_PTR m,
+                  CK_OBJECT_HANDLE key);
+CK_RV api_op_oneshot(const char *fn, CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR in,
+                     CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV api_op_update(const char *fn, CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR in,
+                    CK_ULONG inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen);
+CK_RV api_op_final(const char *fn, CK_SESSION_HANDLE h, mech_op kind, CK_BYTE_PTR out,
+                   CK_ULONG_PTR outlen);
 
 /* The "Vendor Custos" interface (api/vendor.c). */
 CK_RV C_CustosUserAdd(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,

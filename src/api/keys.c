@@ -4,7 +4,7 @@
 CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
                     CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pMechanism == NULL || (pTemplate == NULL && ulCount > 0) || phKey == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_generate_key(s, pMechanism, pTemplate, ulCount, phKey));
@@ -15,7 +15,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                         CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
                         CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pMechanism == NULL || phPublicKey == NULL || phPrivateKey == NULL ||
         (pPublicKeyTemplate == NULL && ulPublicKeyAttributeCount > 0) ||
         (pPrivateKeyTemplate == NULL && ulPrivateKeyAttributeCount > 0))
@@ -27,7 +27,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 CK_RV C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
                 CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pMechanism == NULL || pulWrappedKeyLen == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_wrap_key(s, pMechanism, hWrappingKey, hKey, pWrappedKey, pulWrappedKeyLen));
@@ -37,7 +37,7 @@ CK_RV C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                   CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen,
                   CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pMechanism == NULL || pWrappedKey == NULL || phKey == NULL ||
         (pTemplate == NULL && ulAttributeCount > 0))
         API_RETURN(CKR_ARGUMENTS_BAD);
@@ -48,7 +48,7 @@ CK_RV C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 CK_RV C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
                   CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pMechanism == NULL || (pTemplate == NULL && ulAttributeCount > 0))
         API_RETURN(CKR_ARGUMENTS_BAD);
     (void)hBaseKey;

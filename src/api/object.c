@@ -7,7 +7,7 @@
 CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
                      CK_OBJECT_HANDLE_PTR phObject)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (!TEMPLATE_OK(pTemplate, ulCount) || phObject == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_create_object(s, pTemplate, ulCount, phObject));
@@ -16,7 +16,7 @@ CK_RV C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_
 CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
                    CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (!TEMPLATE_OK(pTemplate, ulCount) || phNewObject == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_copy_object(s, hObject, pTemplate, ulCount, phNewObject));
@@ -24,7 +24,7 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTR
 
 CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     API_RETURN(core_destroy_object(s, hObject));
 }
 
@@ -48,7 +48,7 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
                           CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (!TEMPLATE_OK(pTemplate, ulCount))
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_set_attributes(s, hObject, pTemplate, ulCount));

@@ -62,7 +62,7 @@ CK_RV C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationStat
 CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
               CK_ULONG ulPinLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_login(s, userType, pPin, ulPinLen, NULL));
@@ -70,7 +70,7 @@ CK_RV C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR
 
 CK_RV C_Logout(CK_SESSION_HANDLE hSession)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     API_RETURN(core_logout(s));
 }
 
@@ -78,7 +78,7 @@ CK_RV C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR
                   CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
 {
     char name[64];
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pPin == NULL || pUsername == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     /* The name is UTF-8 of the given length, not NUL-terminated. A name

@@ -3,23 +3,23 @@
 
 CK_RV C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
-    return api_op_init(hSession, MECH_OP_SIGN, pMechanism, hKey);
+    return api_op_init(__func__, hSession, MECH_OP_SIGN, pMechanism, hKey);
 }
 
 CK_RV C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
              CK_ULONG_PTR pulSignatureLen)
 {
-    return api_op_oneshot(hSession, MECH_OP_SIGN, pData, ulDataLen, pSignature, pulSignatureLen);
+    return api_op_oneshot(__func__, hSession, MECH_OP_SIGN, pData, ulDataLen, pSignature, pulSignatureLen);
 }
 
 CK_RV C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
 {
-    return api_op_update(hSession, MECH_OP_SIGN, pPart, ulPartLen, NULL, NULL);
+    return api_op_update(__func__, hSession, MECH_OP_SIGN, pPart, ulPartLen, NULL, NULL);
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
 {
-    return api_op_final(hSession, MECH_OP_SIGN, pSignature, pulSignatureLen);
+    return api_op_final(__func__, hSession, MECH_OP_SIGN, pSignature, pulSignatureLen);
 }
 
 /* No Custos mechanism recovers data from a signature. */
@@ -42,13 +42,13 @@ CK_RV C_SignRecover(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDa
 
 CK_RV C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
-    return api_op_init(hSession, MECH_OP_VERIFY, pMechanism, hKey);
+    return api_op_init(__func__, hSession, MECH_OP_VERIFY, pMechanism, hKey);
 }
 
 CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
                CK_ULONG ulSignatureLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDIT(hSession, __func__, AUD_DATA);
     if ((pData == NULL && ulDataLen > 0) || pSignature == NULL) {
         op_end(&s->ops[MECH_OP_VERIFY]);
         API_RETURN(CKR_ARGUMENTS_BAD);
@@ -58,12 +58,12 @@ CK_RV C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen
 
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
 {
-    return api_op_update(hSession, MECH_OP_VERIFY, pPart, ulPartLen, NULL, NULL);
+    return api_op_update(__func__, hSession, MECH_OP_VERIFY, pPart, ulPartLen, NULL, NULL);
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDIT(hSession, __func__, AUD_DATA);
     if (pSignature == NULL) {
         op_end(&s->ops[MECH_OP_VERIFY]);
         API_RETURN(CKR_ARGUMENTS_BAD);

@@ -81,7 +81,7 @@ CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK
 
 CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_init_pin(s, pPin, ulPinLen));
@@ -90,7 +90,7 @@ CK_RV C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPin
 CK_RV C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
                CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pOldPin == NULL || pNewPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_set_pin(s, pOldPin, ulOldLen, pNewPin, ulNewLen));

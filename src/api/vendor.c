@@ -5,7 +5,7 @@
 CK_RV C_CustosUserAdd(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
                       CK_ULONG roles, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pName == NULL || pPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_add(s, pName, ulNameLen, roles, pPin, ulPinLen));
@@ -13,7 +13,7 @@ CK_RV C_CustosUserAdd(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULON
 
 CK_RV C_CustosUserRemove(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pName == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_remove(s, pName, ulNameLen));
@@ -22,7 +22,7 @@ CK_RV C_CustosUserRemove(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_U
 CK_RV C_CustosUserSetRoles(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
                            CK_ULONG roles)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pName == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_set_roles(s, pName, ulNameLen, roles));
@@ -31,7 +31,7 @@ CK_RV C_CustosUserSetRoles(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK
 CK_RV C_CustosUserSetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
                          CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pName == NULL || pPin == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_set_pin(s, pName, ulNameLen, pPin, ulPinLen));
@@ -40,7 +40,7 @@ CK_RV C_CustosUserSetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_U
 CK_RV C_CustosUserEnable(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
                          CK_BBOOL enabled)
 {
-    API_SESSION(hSession);
+    API_SESSION_AUDITED(hSession);
     if (pName == NULL)
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_enable(s, pName, ulNameLen, enabled != CK_FALSE));

@@ -68,10 +68,20 @@ typedef struct audit_log audit_log;
  * from the token store (made on first use). Thread-safe object. */
 CK_RV audit_open(const char *token_path, store *st, const audit_policy *p,
                  audit_log **out) CUSTOS_WUR;
-/* Flush aggregates and close. NULL is fine. */
+/* Flush aggregates and close. NULL is fine. Call it before closing the
+ * store given to audit_open (the store must outlive the log: each write
+ * advances the head in it). */
 void audit_close(audit_log *a);
 /* After fork, in the child: forget without flushing or closing. */
 void audit_forget_after_fork(audit_log *a);
+/* Around fork(), like store_fork_prepare/release: close every audit file
+ * connection and hold them (each reconnects on next use), so that no SQLite
+ * connection crosses fork. Call audit_fork_prepare BEFORE
+ * store_fork_prepare (the lock order is audit file, then token store: the
+ * first audit_open of a token reads the store under the audit file's lock)
+ * and audit_fork_release after store_fork_release, in parent and child. */
+void audit_fork_prepare(void);
+void audit_fork_release(void);
 
 /* Record one event. AUDIT_DATA events that were allowed are aggregated
  * (unless each_data_op); everything else is written and chained at once.
@@ -90,8 +100,11 @@ CK_RV audit_flush_session(audit_log *a, CK_SESSION_HANDLE s) CUSTOS_WUR;
  * record and a syslog warning (once per window per user/key). */
 bool audit_decrypt_alert(audit_log *a, const char *user, CK_OBJECT_HANDLE key,
                          const char *key_label);
-/* An admin clears the alerts (custos audit clear-alerts). */
-void audit_clear_alerts(audit_log *a);
+/* An admin clears the alerts (custos audit clear-alerts): here at once, in
+ * every other process of the token within a second (the time of clearing
+ * is kept in the token store). Returns the store's error if that could not
+ * be written (the alerts of this process are cleared anyway). */
+CK_RV audit_clear_alerts(audit_log *a);
 
 /* ---- reading (the CLI, the audit role) ------------------------------------ */
 typedef struct audit_verify_result {
@@ -104,7 +117,11 @@ typedef struct audit_verify_result {
 } audit_verify_result;
 /* Verify the whole chain and the sealed head. */
 CK_RV audit_verify(const char *token_path, store *st, audit_verify_result *out) CUSTOS_WUR;
-/* Write records with time in [since_us, until_us] as JSON lines to fd. */
+/* The highest seq in the audit file (0 when it is empty or missing). */
+CK_RV audit_last_seq(const char *token_path, uint64_t *seq) CUSTOS_WUR;
+/* Write records with seq > after_seq and time in [since_us, until_us] as
+ * JSON lines to fd (docs/audit.md, "Exporting"); *last_seq (may be NULL)
+ * gets the highest seq written, or after_seq when none was. */
 CK_RV audit_export(const char *token_path, int64_t since_us, int64_t until_us,
                    int fd, uint64_t after_seq, uint64_t *last_seq) CUSTOS_WUR;
 

@@ -24,6 +24,7 @@
 #include "mech/mech.h"
 #include "policy/config.h"
 #include "store/store.h"
+#include "audit/audit.h"
 
 #define CUSTOS_MANUFACTURER "Custos project"
 #define CUSTOS_LIBRARY_DESC "Custos PKCS#11 token"
@@ -36,6 +37,28 @@
  * C_Logout stays invalid after the next C_Login (PKCS#11 3.2 sec. 5.6). */
 #define SESSION_OBJECT_BIT (1ULL << 48)
 #define HANDLE_ROW_MASK 0xFFFFFFFFULL
+
+/* How a call is audited (docs/audit.md): never, always, only when it
+ * fails (an ...Init or ...Update), or as a data operation (aggregated when
+ * it succeeds). */
+typedef enum aud_class {
+    AUD_NONE = 0,
+    AUD_ALWAYS,
+    AUD_FAILURE,
+    AUD_DATA,
+} aud_class;
+
+/* What the audit trail says about the key of an operation, captured at
+ * ...Init and reported by the call that completes it. */
+typedef struct aud_key {
+    CK_OBJECT_HANDLE handle;
+    char label[64];
+    char id[65];
+    char family[64];
+    CK_ULONG version;
+    bool has_digest;
+    uint8_t digest[32];   /* SHA-256 of the AAD: the resource */
+} aud_key;
 
 typedef enum login_state {
     LOGIN_NONE = 0,
@@ -51,6 +74,7 @@ typedef struct object {
     bool is_token;
     bool is_private;
     char *acl;                /* CKA_CUSTOS_ALLOWED_USERS, NULL when none */
+    aud_key *aud;             /* how the audit trail names it (lazy) */
     CK_SESSION_HANDLE owner;  /* session objects: the creating session */
     attr_list attrs;
 } object;
@@ -72,6 +96,8 @@ typedef struct token {
     uint64_t cache_version;   /* store data_version the cache reflects */
     hmap sobjs;               /* session objects: handle -> object* */
     uint32_t login_epoch;     /* bumped at every logout: tags private handles */
+    audit_log *audit;         /* NULL when audit is off or could not open */
+    CK_RV audit_rv;           /* last audit failure (CKR_OK when healthy) */
     uint64_t next_sobj;
     bool damaged;             /* the file could not be opened */
     CK_RV damage_rv;
@@ -88,6 +114,7 @@ typedef struct op {
     op_state state;
     const mech_desc *mech;
     mech_ctx *ctx;
+    aud_key key;              /* for the record of the completing call */
     /* A finished context kept for reuse by the next ...Init of a row with
      * the same ops (mech_ops.reinit): no allocation on the hot path. */
     mech_ctx *spare;
@@ -111,6 +138,13 @@ typedef struct session {
     bool closed;
     op ops[MECH_OP_COUNT];
     find_state find;
+    /* The audit record of the call in progress (entry layer). */
+    audit_event *ev;
+    aud_class aud;
+    bool size_query;          /* the call only reported a length */
+    struct crypto_md *aad_md; /* SHA-256 of AADs for the audit (lazy) */
+    char ev_user[64];         /* the user a record names, when the call
+                                 changes who is logged in */
 } session;
 
 /* ---- library (core/library.c) ------------------------------------------ */
@@ -245,7 +279,7 @@ CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key) CUSTOS_WUR;
  * variants); an unfit one CKR_KEY_TYPE_INCONSISTENT,
  * CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_KEY_SIZE_RANGE. */
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
-             CK_RV invalid_rv, mech_key *key, uint8_t *buf) CUSTOS_WUR;
+             CK_RV invalid_rv, mech_key *key, uint8_t *buf, aud_key *ak) CUSTOS_WUR;
 
 /* ---- keys (core/keys.c) --------------------------------------------------- */
 CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
@@ -256,6 +290,26 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
                       CK_BYTE_PTR wrapped, CK_ULONG wrappedlen, CK_ATTRIBUTE_PTR t,
                       CK_ULONG n, CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
 CK_RV core_random(CK_BYTE_PTR out, CK_ULONG len) CUSTOS_WUR;
+
+/* ---- the audit record of a call (core/auditing.c) ------------------------- */
+/* Open the record of a call (the entry layer, with the session locked).
+ * Under [audit] required, a token whose audit trail failed refuses here. */
+CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *ev) CUSTOS_WUR;
+/* Close it with the call's result, write or aggregate it; returns rv, or
+ * the audit failure when required and the record could not be written. */
+CK_RV core_audit_end(session *s, CK_RV rv) CUSTOS_WUR;
+/* A session-less call on a token (C_InitToken). */
+void core_audit_token_event(token *t, const char *fn, CK_RV rv);
+/* What the core learns during a call: */
+void audit_note_key(session *s, token *t, object *o, aud_key *k);
+void audit_note_resource(session *s, token *t, object *o);
+void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANISM *m);
+void audit_note_target(session *s, const char *what);
+void audit_note_denied(session *s, const char *why);
+void audit_use_key(session *s, const aud_key *k);
+/* Open / flush / close a token's audit log. */
+void audit_token_open_locked(token *t);
+void audit_session_closed(token *t, CK_SESSION_HANDLE h);
 
 /* ---- helpers shared by core files ----------------------------------------- */
 /* Blank-pad src into a fixed-size PKCS#11 string field (no NUL). */

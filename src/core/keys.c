@@ -5,6 +5,7 @@
  * CKA_WRAP_TEMPLATE. */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include "core/internal.h"
 #include "crypto/crypto.h"
 #include "util/buf.h"
@@ -24,6 +25,8 @@ CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_U
     CK_ULONG len = 0;
 
     attr_list_init(&l);
+    if (s->ev != NULL)
+        s->ev->mech = m->mechanism;
     const mech_desc *d = mech_find(m->mechanism);
     ENSURE(d != NULL && (d->flags & MECH_KEYGEN), CKR_MECHANISM_INVALID);
     GUARD(role_check(s->tok, ACT_CREATE));
@@ -86,9 +89,12 @@ static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, me
                           mech_key *k, uint8_t *kb, object **obj)
 {
     bool wrap = kind == MECH_OP_WRAP;
+    aud_key ak;
+    memset(&ak, 0, sizeof(ak));
     CK_RV rv = op_key(s, h, d, wrap ? CKA_WRAP : CKA_UNWRAP,
                       wrap ? CKR_WRAPPING_KEY_HANDLE_INVALID : CKR_UNWRAPPING_KEY_HANDLE_INVALID,
-                      k, kb);
+                      k, kb, &ak);
+    audit_use_key(s, &ak);
     /* The wrapping-key variants of the standard's codes (sec. 5.14). */
     if (rv == CKR_KEY_TYPE_INCONSISTENT)
         rv = wrap ? CKR_WRAPPING_KEY_TYPE_INCONSISTENT : CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
@@ -110,6 +116,8 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     bool write;
 
     memset(&w, 0, sizeof(w));
+    if (s->ev != NULL)
+        s->ev->mech = m->mechanism;
     GUARD(op_mech(m, MECH_OP_WRAP, &d));
     GUARD(op_role(s->tok, MECH_OP_WRAP));
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
@@ -120,12 +128,13 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     rv = object_get(s, key, &ko);
     ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
     GUARD_OUT(rv);
+    audit_note_resource(s, s->tok, ko);
     GUARD_OUT(object_with_attrs(s->tok, ko, wrappable_locked, &w));
     GUARD_OUT(object_key_copy(s->tok, ko, kv, sizeof(kv), &kvlen));
     size_t need = d->ops->wrapped_len(d, m, kvlen);
     ENSURE_OUT(need > 0, CKR_KEY_SIZE_RANGE);
     switch (out_prepare(need, out, outlen)) {
-    case OUT_SIZE_ONLY: write = false; rv = CKR_OK; break;
+    case OUT_SIZE_ONLY: write = false; rv = CKR_OK; s->size_query = true; break;
     case OUT_TOO_SMALL: write = false; rv = CKR_BUFFER_TOO_SMALL; break;
     default: write = true;
     }
@@ -174,6 +183,8 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
 
     memset(&ut, 0, sizeof(ut));
     attr_list_init(&l);
+    if (s->ev != NULL)
+        s->ev->mech = m->mechanism;
     GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
     GUARD(op_role(s->tok, MECH_OP_UNWRAP));
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
@@ -186,6 +197,10 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
     }
     GUARD_OUT(schema_build(TMPL_UNWRAP, CK_UNAVAILABLE_INFORMATION, CK_UNAVAILABLE_INFORMATION,
                            CK_UNAVAILABLE_INFORMATION, merged ? merged : t, merged ? mn : n, &l));
+    const attr *lab = attr_find(&l, CKA_LABEL);
+    if (lab != NULL && s->ev != NULL)
+        snprintf(s->ev->resource_label, sizeof(s->ev->resource_label), "%.*s", (int)lab->len,
+                 (const char *)lab->value);
     v = secmem_alloc(vcap ? vcap : 1);
     ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
     GUARD_OUT(d->ops->unwrap(d, m, &k, wrapped, wrappedlen, v, &vlen));

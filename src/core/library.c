@@ -23,12 +23,14 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void before_fork(void)
 {
     pthread_mutex_lock(&lib.lock);
+    audit_fork_prepare(); /* audit files before token stores (audit.h) */
     store_fork_prepare();
 }
 
 static void after_fork_parent(void)
 {
     store_fork_release();
+    audit_fork_release();
     pthread_mutex_unlock(&lib.lock);
 }
 
@@ -44,9 +46,13 @@ static unsigned n_inherited;
 static void after_fork_child(void)
 {
     store_fork_release();
+    audit_fork_release();
     pthread_mutex_init(&lib.lock, NULL);
     if (!lib.initialized)
         return;
+    for (size_t i = 0; i < CUSTOS_MAX_SLOTS; i++)
+        if (lib.slots[i] != NULL)
+            audit_forget_after_fork(lib.slots[i]->audit);
     if (n_inherited < ARRAY_LEN(inherited)) {
         memcpy(inherited[n_inherited].slots, lib.slots, sizeof(lib.slots));
         inherited[n_inherited].sessions = lib.sessions;

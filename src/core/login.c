@@ -287,6 +287,8 @@ CK_RV core_login(session *s, CK_USER_TYPE type, const uint8_t *pin, size_t pinle
     if (name == NULL) {
         GUARD_OUT(find_by_pin(t, type, pin, pinlen, mk, &u));
     } else {
+        if (s->ev != NULL)
+            s->ev->user = name; /* the user asked for, whatever happens */
         rv = store_user_get(t->st, name, &u);
         if (rv == CKR_USER_PIN_NOT_INITIALIZED || (rv == CKR_OK && (name[0] == '*' || u.type != type))) {
             /* No such user of this type: answer as for a wrong PIN, and
@@ -322,6 +324,12 @@ CK_RV core_logout(session *s)
     token *t = s->tok;
     pthread_mutex_lock(&t->lock);
     CK_RV rv = t->login == LOGIN_NONE ? CKR_USER_NOT_LOGGED_IN : CKR_OK;
+    if (rv == CKR_OK && s->ev != NULL) {
+        /* The record names who logged out. */
+        snprintf(s->ev_user, sizeof(s->ev_user), "%s", t->user);
+        s->ev->user = s->ev_user;
+        s->ev->roles = t->roles;
+    }
     if (rv == CKR_OK) {
         login_clear_locked(t);
         /* sec. 5.6 C_Logout: private session objects are destroyed. */

@@ -42,6 +42,7 @@ void object_unref(object *o)
 {
     if (o != NULL && atomic_fetch_sub(&o->refs, 1) == 1) {
         attr_list_free(&o->attrs);
+        free(o->aud);
         free(o->acl);
         free(o);
     }
@@ -227,6 +228,7 @@ CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
     GUARD(attr_set(attrs, CKA_UNIQUE_ID, uid, 32, 0));
     object *o = object_wrap(attrs);
     ENSURE(o != NULL, CKR_HOST_MEMORY);
+    audit_note_key(s, t, o, NULL);
 
     pthread_mutex_lock(&t->lock);
     if (!is_token) {
@@ -267,8 +269,11 @@ out:
     pthread_mutex_unlock(&t->lock);
     free(sa);
     object_unref(o);
-    if (rv == CKR_OK)
+    if (rv == CKR_OK) {
         *out = h;
+        if (s->ev != NULL)
+            s->ev->key = h;
+    }
     return rv;
 }
 
@@ -330,6 +335,7 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
 
     attr_list_init(&l);
     GUARD(object_get(s, h, &o));
+    audit_note_key(s, tok, o, NULL);
     GUARD_OUT(may_write(s, o->is_token, o->is_private));
     struct apply_args a = { tok, o, TMPL_SET, t, n, &l };
     GUARD_OUT(object_with_attrs(tok, o, apply_locked, &a));
@@ -356,6 +362,8 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
         o->attrs = l;
         attr_list_init(&l);
         attr_list_free(&old);
+        free(o->aud); /* the label, id or family may have changed */
+        o->aud = NULL;
         o->is_private = attr_bool(&o->attrs, CKA_PRIVATE, false);
         const attr *acl = attr_find(&o->attrs, CKA_CUSTOS_ALLOWED_USERS);
         free(o->acl);
@@ -376,6 +384,7 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
     CK_RV rv;
 
     GUARD(object_get(s, h, &o));
+    audit_note_key(s, t, o, NULL);
     /* sec. 4.4: CKA_DESTROYABLE false -> CKR_ACTION_PROHIBITED. */
     ENSURE_OUT(object_bool(t, o, CKA_DESTROYABLE, true), CKR_ACTION_PROHIBITED);
     GUARD_OUT(may_write(s, o->is_token, o->is_private));

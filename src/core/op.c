@@ -97,7 +97,7 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
 
 /* Check a key object for a mechanism and copy its bytes into buf. */
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
-             CK_RV invalid_rv, mech_key *key, uint8_t *kbuf)
+             CK_RV invalid_rv, mech_key *key, uint8_t *kbuf, aud_key *ak)
 {
     size_t len = 0;
     object *o;
@@ -105,6 +105,8 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return invalid_rv;
     GUARD(rv);
+    if (ak != NULL)
+        audit_note_key(s, s->tok, o, ak);
     struct key_check k = { d, usage, d->type };
     rv = object_with_attrs(s->tok, o, check_key_locked, &k);
     if (rv == CKR_OK)
@@ -127,13 +129,25 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
     size_t klen = 0;
 
     ENSURE(o->state == OP_IDLE, CKR_OPERATION_ACTIVE);
+    if (s->ev != NULL)
+        s->ev->mech = m->mechanism;
     GUARD(op_mech(m, kind, &d));
     GUARD(op_role(s->tok, kind));
     mech_key mk = { kb, 0, CK_UNAVAILABLE_INFORMATION };
+    memset(&o->key, 0, sizeof(o->key));
     if (kind != MECH_OP_DIGEST) {
-        rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb);
+        rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb, &o->key);
         klen = mk.len;
+        audit_note_aad(s, &o->key, d, m);
+        audit_use_key(s, &o->key);
         GUARD_OUT(rv);
+    }
+    token *t = s->tok;
+    if (kind == MECH_OP_DECRYPT && t->audit != NULL &&
+        audit_decrypt_alert(t->audit, t->user, o->key.handle, o->key.label)) {
+        audit_note_denied(s, "decrypt rate alert");
+        rv = CKR_ACTION_PROHIBITED;
+        goto out;
     }
     const mech_key *kp = kind == MECH_OP_DIGEST ? NULL : &mk;
     if (o->spare != NULL && o->spare_ops == d->ops &&
@@ -169,6 +183,16 @@ static bool has_output(mech_op kind)
     return kind == MECH_OP_ENCRYPT || kind == MECH_OP_DECRYPT;
 }
 
+/* The record of a call that continues or completes an operation names the
+ * key and mechanism its ...Init chose. */
+static void note_op(session *s, const op *o)
+{
+    if (s->ev != NULL && o->mech != NULL) {
+        audit_use_key(s, &o->key);
+        s->ev->mech = o->mech->type;
+    }
+}
+
 CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
                       CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
@@ -179,6 +203,7 @@ CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
     size_t n = 0;
 
     ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    note_op(s, o);
     if (o->state == OP_MULTI) {
         op_end(o);
         return CKR_OPERATION_ACTIVE;
@@ -186,6 +211,7 @@ CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
     ops = o->mech->ops;
     size_t need = has_output(kind) ? mech_oneshot_len(o->mech, o->ctx, inlen) : ops->out_len(o->ctx, true, 0);
     rv = sized(need, out, outlen, &write);
+    s->size_query = !write;
     if (!write)
         return rv;
     if (ops->oneshot != NULL) {
@@ -212,8 +238,10 @@ CK_RV core_op_update(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,
     size_t n = 0;
 
     ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    note_op(s, o);
     if (has_output(kind)) {
         rv = sized(o->mech->ops->out_len(o->ctx, false, inlen), out, outlen, &write);
+        s->size_query = !write;
         if (!write)
             return rv;
     }
@@ -235,7 +263,9 @@ CK_RV core_op_final(session *s, mech_op kind, CK_BYTE_PTR out, CK_ULONG_PTR outl
     size_t n = 0;
 
     ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    note_op(s, o);
     CK_RV rv = sized(o->mech->ops->out_len(o->ctx, true, 0), out, outlen, &write);
+    s->size_query = !write;
     if (!write)
         return rv;
     rv = o->mech->ops->final(o->ctx, out, &n);
@@ -253,6 +283,7 @@ CK_RV core_verify(session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, C
     size_t n = 0;
 
     ENSURE(o->state != OP_IDLE, CKR_OPERATION_NOT_INITIALIZED);
+    note_op(s, o);
     if (oneshot && o->state == OP_MULTI) {
         op_end(o);
         return CKR_OPERATION_ACTIVE;

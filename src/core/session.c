@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/internal.h"
+#include "crypto/crypto.h"
 
 bool session_is_rw(const session *s) { return (s->flags & CKF_RW_SESSION) != 0; }
 
@@ -49,6 +50,7 @@ static void session_unref(session *s)
 {
     if (atomic_fetch_sub(&s->refs, 1) == 1) {
         session_reset_ops(s);
+        crypto_md_free(s->aad_md);
         pthread_mutex_destroy(&s->lock);
         free(s);
     }
@@ -144,6 +146,7 @@ static void close_detached(session *s)
     session_reset_ops(s);
     pthread_mutex_unlock(&s->lock);
     object_drop_session_objects(t, s->handle);
+    audit_session_closed(t, s->handle);
     pthread_mutex_lock(&t->lock);
     t->sessions--;
     if (session_is_rw(s))

@@ -47,6 +47,8 @@ void token_free(token *t)
         object_unref(val);
     hmap_free(&t->sobjs);
     hmap_free(&t->cache);
+    audit_close(t->audit);
+    t->audit = NULL;
     store_close(t->st);
     t->st = NULL;
     pthread_mutex_unlock(&t->lock);
@@ -67,6 +69,8 @@ CK_RV token_open_locked(token *t)
         rv = store_data_version(t->st, &t->cache_version);
     if (rv == CKR_OK)
         rv = login_load_salt(t);
+    if (rv == CKR_OK)
+        audit_token_open_locked(t);
     if (rv != CKR_OK) {
         /* A damaged file is this token's problem only: remember why and
          * answer for it; every other slot goes on working. */
@@ -275,7 +279,10 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
     if (t->st != NULL) {
         /* Re-initialisation: only the SO, proven by unsealing the current
          * master key with the PIN given; then everything is wiped. */
-        GUARD_OUT(login_verify_pin(t, USER_NAME_SO, pin, pinlen, mk));
+        rv = login_verify_pin(t, USER_NAME_SO, pin, pinlen, mk);
+        if (rv != CKR_OK)
+            core_audit_token_event(t, "C_InitToken", rv);
+        GUARD_OUT(rv);
         login_clear_locked(t);
         size_t pos = 0;
         uint64_t key;
@@ -288,6 +295,7 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
         GUARD_OUT(store_reinit(t->st, info.label, &so));
         GUARD_OUT(login_make_counters(t));
         GUARD_OUT(store_token_get(t->st, &t->info));
+        core_audit_token_event(t, "C_InitToken", CKR_OK);
         goto out;
     }
 
@@ -305,6 +313,8 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
     GUARD_OUT(login_make_counters(t));
     GUARD_OUT(store_token_get(t->st, &t->info));
     GUARD_OUT(store_data_version(t->st, &t->cache_version));
+    audit_token_open_locked(t);
+    core_audit_token_event(t, "C_InitToken", CKR_OK);
 out:
     pthread_mutex_unlock(&t->lock);
     secmem_free(mk, STORE_MK_LEN);

@@ -34,6 +34,9 @@ static CK_RV name_in(char out[64], const CK_UTF8CHAR *p, CK_ULONG n)
 static CK_RV admin_mk(session *s, bool rw, uint8_t *mk, char self[64])
 {
     token *t = s->tok;
+    /* An R/O session can never hold an admin (sec. 5.6): say why first. */
+    if (rw)
+        ENSURE(session_is_rw(s), CKR_SESSION_READ_ONLY);
     pthread_mutex_lock(&t->lock);
     bool admin = t->login == LOGIN_SO && (t->roles & CUSTOS_ROLE_ADMIN) && t->mk != NULL;
     if (admin) {
@@ -43,8 +46,6 @@ static CK_RV admin_mk(session *s, bool rw, uint8_t *mk, char self[64])
     }
     pthread_mutex_unlock(&t->lock);
     ENSURE(admin, CKR_USER_NOT_LOGGED_IN);
-    if (rw)
-        ENSURE(session_is_rw(s), CKR_SESSION_READ_ONLY);
     return CKR_OK;
 }
 
@@ -68,6 +69,7 @@ CK_RV core_user_add(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen, CK_UL
     ENSURE(mk != NULL, CKR_HOST_MEMORY);
     GUARD_OUT(admin_mk(s, true, mk, self));
     GUARD_OUT(name_in(n, name, namelen));
+    audit_note_target(s, n);
     ENSURE_OUT(roles_ok(roles), CKR_ARGUMENTS_BAD);
     ENSURE_OUT(pin != NULL, CKR_ARGUMENTS_BAD);
     GUARD_OUT(check_pin_len(pinlen));
@@ -88,6 +90,7 @@ static CK_RV target(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen, bool 
     char self[64];
     GUARD(admin_mk(s, true, NULL, self));
     GUARD(name_in(n, name, namelen));
+    audit_note_target(s, n);
     CK_RV rv = store_user_get(s->tok->st, n, u);
     ENSURE(rv != CKR_USER_PIN_NOT_INITIALIZED, CKR_ARGUMENTS_BAD);
     GUARD(rv);

@@ -97,6 +97,16 @@ static CK_RV check_param(const mech_desc *d, const CK_MECHANISM *m, mech_op op)
     return parse(m, &p);
 }
 
+static bool gcm_aad(const CK_MECHANISM *m, const uint8_t **aad, size_t *len)
+{
+    gcm_param p;
+    if (parse(m, &p) != CKR_OK)
+        return false;
+    *aad = p.aad;
+    *len = p.aadlen;
+    return true;
+}
+
 /* Everything an operation needs that is not an allocation: shared by init
  * and reinit. */
 static CK_RV start(gcm_ctx *c, const mech_desc *d, const CK_MECHANISM *m, mech_op op,
@@ -281,4 +291,5 @@ const mech_ops mech_aes_gcm_ops = {
     .oneshot = oneshot,
     .free = gcm_free,
     .reinit = reinit,
+    .aad = gcm_aad,
 };

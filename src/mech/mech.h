@@ -83,6 +83,11 @@ typedef struct mech_ops {
     CK_RV (*reinit)(mech_ctx *c, const mech_desc *d, const CK_MECHANISM *m,
                     mech_op op, const mech_key *key);
 
+    /* The additional authenticated data a parameter carries (the
+     * resource an AEAD binds ciphertext to, for the audit trail); false
+     * when the mechanism has none or the parameter is malformed. */
+    bool (*aad)(const CK_MECHANISM *m, const uint8_t **aad, size_t *len);
+
     /* Key wrapping: C_WrapKey with wrapping key kek over the raw value of
      * the key being wrapped. wrapped_len gives the output size (0 when the
      * input length cannot be wrapped: CKR_KEY_SIZE_RANGE from the core). */

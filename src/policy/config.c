@@ -31,6 +31,9 @@ void config_defaults(custos_config *cfg)
     cfg->kdf.p2 = 8;
     cfg->kdf.p3 = 1;
     cfg->legacy_modes = false;
+    cfg->audit.enabled = true;
+    cfg->audit.flush_ms = 1000;
+    cfg->audit.alert_window_s = 60;
 }
 
 struct parse {
@@ -95,6 +98,30 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         ok = parse_uint(value, 1000, 100000000, &p->pbkdf2_iter);
     } else if (!strcmp(section, "policy") && !strcmp(name, "legacy_modes")) {
         ok = parse_bool(value, &c->legacy_modes);
+    } else if (!strcmp(section, "audit") && !strcmp(name, "enabled")) {
+        ok = parse_bool(value, &c->audit.enabled);
+    } else if (!strcmp(section, "audit") && !strcmp(name, "required")) {
+        ok = parse_bool(value, &c->audit.required);
+    } else if (!strcmp(section, "audit") && !strcmp(name, "syslog")) {
+        ok = parse_bool(value, &c->audit.syslog);
+    } else if (!strcmp(section, "audit") && !strcmp(name, "data_ops")) {
+        ok = !strcmp(value, "each") || !strcmp(value, "aggregate");
+        c->audit.each_data_op = !strcmp(value, "each");
+    } else if (!strcmp(section, "audit") && !strcmp(name, "flush_ms")) {
+        ok = parse_uint(value, 10, 60000, &c->audit.flush_ms);
+    } else if (!strcmp(section, "alerts") && !strcmp(name, "window_seconds")) {
+        ok = parse_uint(value, 1, 86400, &c->audit.alert_window_s);
+    } else if (!strcmp(section, "alerts") && !strcmp(name, "decrypt_per_user")) {
+        unsigned v;
+        ok = parse_uint(value, 0, 1000000000, &v);
+        c->audit.alert_decrypt_per_user = v;
+    } else if (!strcmp(section, "alerts") && !strcmp(name, "decrypt_per_key")) {
+        unsigned v;
+        ok = parse_uint(value, 0, 1000000000, &v);
+        c->audit.alert_decrypt_per_key = v;
+    } else if (!strcmp(section, "alerts") && !strcmp(name, "action")) {
+        ok = !strcmp(value, "log") || !strcmp(value, "deny");
+        c->audit.alert_deny = !strcmp(value, "deny");
     } else {
         snprintf(p->err, p->errlen, "unknown setting [%s] %s", section, name);
         p->failed = true;

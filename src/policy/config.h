@@ -15,6 +15,17 @@
  *   pbkdf2_iterations = 600000      ; OWASP 2023 for PBKDF2-HMAC-SHA256 (>= 1000)
  *   [policy]
  *   legacy_modes = no               ; yes: allow unauthenticated AES ECB/CBC/CTR
+ *   [audit]
+ *   enabled = yes                   ; the audit trail (docs/audit.md)
+ *   required = no                   ; yes: refuse what cannot be recorded
+ *   data_ops = aggregate            ; aggregate | each
+ *   flush_ms = 1000                 ; aggregates written at least this often
+ *   syslog = no                     ; yes: mirror every record to syslog
+ *   [alerts]
+ *   window_seconds = 60
+ *   decrypt_per_user = 0            ; decrypts per window per user (0: off)
+ *   decrypt_per_key = 0             ; decrypts per window per key (0: off)
+ *   action = log                    ; log | deny
  */
 #ifndef CUSTOS_POLICY_CONFIG_H
 #define CUSTOS_POLICY_CONFIG_H
@@ -24,6 +35,7 @@
 #include "pkcs11.h"
 #include "util/guard.h"
 #include "crypto/crypto.h"
+#include "audit/audit.h"
 
 typedef struct custos_config {
     char store_path[PATH_MAX];
@@ -33,6 +45,7 @@ typedef struct custos_config {
     unsigned pin_max_len;
     crypto_kdf_params kdf;        /* for PINs set from now on */
     bool legacy_modes;
+    audit_policy audit;
 } custos_config;
 
 /* Fill cfg with defaults, then read the file CUSTOS_CONF names (an error if

@@ -33,9 +33,17 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_TOKEN_SET_LABEL] = "UPDATE token SET label = ?1 WHERE id = 1",
     [S_USER_GET] = "SELECT user_type, roles, kdf_alg, kdf_p1, kdf_p2, kdf_p3, salt,"
                    " sealed_mk, failures, flags, lookup FROM users WHERE name = ?1",
-    [S_USER_PUT] = "INSERT OR REPLACE INTO users(name, user_type, roles, kdf_alg, kdf_p1,"
+    /* An upsert on the name only: OR REPLACE would also resolve a clash of
+     * users_lookup by deleting the other user (two users, one PIN). */
+    [S_USER_PUT] = "INSERT INTO users(name, user_type, roles, kdf_alg, kdf_p1,"
                    " kdf_p2, kdf_p3, salt, sealed_mk, failures, flags, lookup)"
-                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                   " ON CONFLICT(name) DO UPDATE SET user_type = excluded.user_type,"
+                   " roles = excluded.roles, kdf_alg = excluded.kdf_alg,"
+                   " kdf_p1 = excluded.kdf_p1, kdf_p2 = excluded.kdf_p2,"
+                   " kdf_p3 = excluded.kdf_p3, salt = excluded.salt,"
+                   " sealed_mk = excluded.sealed_mk, failures = excluded.failures,"
+                   " flags = excluded.flags, lookup = excluded.lookup",
     [S_USER_BY_LOOKUP] = "SELECT name FROM users WHERE user_type = ?1 AND lookup = ?2",
     [S_USER_NAMES] = "SELECT name FROM users ORDER BY name",
     [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",

@@ -136,6 +136,7 @@ int t_keys_register(void);
 int t_digest_register(void);
 int t_threads_register(void);
 int t_fork_register(void);
+int t_roles_register(void);
 
 /* Registers one suite with per-test h_setup/h_teardown. */
 typedef struct h_case {

@@ -16,6 +16,7 @@ static const struct {
     { "object", t_object_register },   { "cipher", t_cipher_register },
     { "keys", t_keys_register },       { "digest", t_digest_register },
     { "threads", t_threads_register }, { "fork", t_fork_register },
+    { "roles", t_roles_register },
 };
 
 static int wanted(int argc, char **argv, const char *name)

@@ -1,0 +1,235 @@
+/* The audit record of a call (docs/audit.md; DESIGN.md "audit is written in
+ * one place"): the entry layer opens it (core_audit_begin), the core notes
+ * what it learns (user, key, resource, why a request was denied), the entry
+ * layer closes it with the return code (core_audit_end), which writes it, or
+ * for a successful data operation adds it to an aggregate. Nothing secret is
+ * noted: a key by label, id, family and version; a resource by the SHA-256
+ * of its AAD or the label of the key wrapped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/internal.h"
+#include "crypto/crypto.h"
+
+/* Why a refusal was a refusal: the decision column. Other failures are
+ * "allowed" requests that failed (a wrong tag, a short buffer...). */
+static const struct {
+    CK_RV rv;
+    const char *why;
+} denials[] = {
+    { CKR_ACTION_PROHIBITED, "not permitted for this role or by policy" },
+    { CKR_USER_NOT_LOGGED_IN, "not logged in" },
+    { CKR_PIN_INCORRECT, "wrong PIN" },
+    { CKR_PIN_LOCKED, "PIN locked or user disabled" },
+    { CKR_KEY_FUNCTION_NOT_PERMITTED, "key usage does not permit it" },
+    { CKR_KEY_UNEXTRACTABLE, "key is not extractable" },
+    { CKR_KEY_NOT_WRAPPABLE, "key may not be wrapped by this key" },
+    { CKR_SESSION_READ_ONLY, "read-only session" },
+    { CKR_ATTRIBUTE_READ_ONLY, "attribute may not be set" },
+    { CKR_USER_TYPE_INVALID, "no such user type" },
+};
+
+static const char *denial(CK_RV rv)
+{
+    for (size_t i = 0; i < ARRAY_LEN(denials); i++)
+        if (denials[i].rv == rv)
+            return denials[i].why;
+    return NULL;
+}
+
+CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *ev)
+{
+    token *t = s->tok;
+    s->ev = NULL;
+    s->aud = AUD_NONE;
+    s->size_query = false;
+    if (t->audit == NULL) {
+        /* Required but the trail could not be opened: refuse. */
+        return lib.cfg.audit.required && lib.cfg.audit.enabled && t->audit_rv != CKR_OK
+                   ? t->audit_rv : CKR_OK;
+    }
+    if (t->audit_rv != CKR_OK && lib.cfg.audit.required) {
+        /* Fail closed until what is pending can be written again. */
+        if (audit_flush(t->audit, true) != CKR_OK)
+            return t->audit_rv;
+        t->audit_rv = CKR_OK;
+    }
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = cls == AUD_DATA ? AUDIT_DATA : AUDIT_EVENT;
+    ev->function = fn;
+    ev->session = s->handle;
+    ev->mech = CK_UNAVAILABLE_INFORMATION;
+    s->ev = ev;
+    s->aud = cls;
+    return CKR_OK;
+}
+
+CK_RV core_audit_end(session *s, CK_RV rv)
+{
+    audit_event *ev = s->ev;
+    aud_class cls = s->aud;
+    token *t = s->tok;
+    char user[sizeof(t->user)];
+
+    s->ev = NULL;
+    s->aud = AUD_NONE;
+    if (ev == NULL)
+        return rv;
+    /* A length query or a short buffer is not an operation. */
+    if ((cls == AUD_FAILURE && rv == CKR_OK) || rv == CKR_BUFFER_TOO_SMALL ||
+        (rv == CKR_OK && s->size_query))
+        goto flush;
+    ev->rv = rv;
+    if (ev->user == NULL) {
+        pthread_mutex_lock(&t->lock);
+        snprintf(user, sizeof(user), "%s", t->user);
+        ev->roles = t->roles;
+        pthread_mutex_unlock(&t->lock);
+        ev->user = user;
+    }
+    if (rv != CKR_OK) {
+        ev->kind = AUDIT_EVENT; /* refusals and failures are written at once */
+        if (ev->deny_reason == NULL)
+            ev->deny_reason = denial(rv);
+    }
+    CK_RV arv = audit_record(t->audit, ev);
+    if (arv != CKR_OK) {
+        t->audit_rv = arv;
+        if (lib.cfg.audit.required && rv == CKR_OK)
+            return arv;
+    }
+flush:
+    if (audit_flush(t->audit, false) != CKR_OK && t->audit_rv == CKR_OK)
+        t->audit_rv = CKR_DEVICE_ERROR;
+    return rv;
+}
+
+void core_audit_token_event(token *t, const char *fn, CK_RV rv)
+{
+    if (t->audit == NULL)
+        return;
+    audit_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = AUDIT_EVENT;
+    ev.function = fn;
+    ev.mech = CK_UNAVAILABLE_INFORMATION;
+    ev.user = "";
+    ev.rv = rv;
+    ev.deny_reason = rv == CKR_OK ? NULL : denial(rv);
+    if (audit_record(t->audit, &ev) != CKR_OK)
+        t->audit_rv = CKR_DEVICE_ERROR;
+}
+
+/* Describe an object for the trail, once (t->lock held). */
+static const aud_key *describe_locked(object *o)
+{
+    if (o->aud != NULL)
+        return o->aud;
+    aud_key *k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return NULL;
+    const attr *a = attr_find(&o->attrs, CKA_LABEL);
+    if (a != NULL)
+        snprintf(k->label, sizeof(k->label), "%.*s", (int)a->len, (const char *)a->value);
+    a = attr_find(&o->attrs, CKA_ID);
+    for (size_t i = 0; a != NULL && i < a->len && 2 * i + 2 < sizeof(k->id); i++)
+        snprintf(k->id + 2 * i, 3, "%02x", a->value[i]);
+    a = attr_find(&o->attrs, CKA_CUSTOS_FAMILY);
+    if (a != NULL)
+        snprintf(k->family, sizeof(k->family), "%.*s", (int)a->len, (const char *)a->value);
+    CK_ULONG v;
+    if (attr_get_ulong(&o->attrs, CKA_CUSTOS_VERSION, &v))
+        k->version = v;
+    o->aud = k;
+    return k;
+}
+
+void audit_note_key(session *s, token *t, object *o, aud_key *k)
+{
+    if (s->ev == NULL && k == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    const aud_key *d = describe_locked(o);
+    if (d != NULL && k != NULL) {
+        *k = *d;
+        k->has_digest = false;
+    }
+    if (d != NULL && s->ev != NULL && k == NULL) {
+        audit_event *ev = s->ev;
+        ev->key = o->handle;
+        memcpy(ev->key_label, d->label, sizeof(ev->key_label));
+        memcpy(ev->key_id, d->id, sizeof(ev->key_id));
+        memcpy(ev->key_family, d->family, sizeof(ev->key_family));
+        ev->key_version = d->version;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (k != NULL)
+        k->handle = o->handle;
+}
+
+void audit_note_resource(session *s, token *t, object *o)
+{
+    if (s->ev == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    const aud_key *d = describe_locked(o);
+    if (d != NULL)
+        memcpy(s->ev->resource_label, d->label, sizeof(s->ev->resource_label));
+    pthread_mutex_unlock(&t->lock);
+}
+
+void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANISM *m)
+{
+    const uint8_t *aad;
+    size_t n;
+    k->has_digest = false;
+    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n))
+        return;
+    if (s->aad_md == NULL && crypto_md_new(MD_SHA256, &s->aad_md) != CKR_OK)
+        return;
+    k->has_digest = crypto_md_update(s->aad_md, aad, n) == CKR_OK &&
+                    crypto_md_final(s->aad_md, k->digest) == CKR_OK;
+}
+
+void audit_note_target(session *s, const char *what)
+{
+    if (s->ev != NULL)
+        snprintf(s->ev->resource_label, sizeof(s->ev->resource_label), "%s", what);
+}
+
+void audit_note_denied(session *s, const char *why)
+{
+    if (s->ev != NULL)
+        s->ev->deny_reason = why;
+}
+
+void audit_use_key(session *s, const aud_key *k)
+{
+    audit_event *ev = s->ev;
+    if (ev == NULL)
+        return;
+    ev->key = k->handle;
+    memcpy(ev->key_label, k->label, sizeof(ev->key_label));
+    memcpy(ev->key_id, k->id, sizeof(ev->key_id));
+    memcpy(ev->key_family, k->family, sizeof(ev->key_family));
+    ev->key_version = k->version;
+    ev->has_resource_digest = k->has_digest;
+    if (k->has_digest)
+        memcpy(ev->resource_digest, k->digest, sizeof(ev->resource_digest));
+}
+
+void audit_token_open_locked(token *t)
+{
+    if (!lib.cfg.audit.enabled || t->audit != NULL || t->st == NULL)
+        return;
+    CK_RV rv = audit_open(t->path, t->st, &lib.cfg.audit, &t->audit);
+    t->audit_rv = rv;
+    if (rv != CKR_OK)
+        t->audit = NULL;
+}
+
+void audit_session_closed(token *t, CK_SESSION_HANDLE h)
+{
+    if (t->audit != NULL && audit_flush_session(t->audit, h) != CKR_OK)
+        t->audit_rv = CKR_DEVICE_ERROR;
+}

@@ -1,0 +1,929 @@
+/* Unit tests of the audit trail (src/audit/, src/store/audit_db.c) on temp
+ * tokens made with store_create: records and their fields, the chain and
+ * the head under concurrent writers, tampering with the sqlite3 shell
+ * (edit, delete, cut tail, forged head), aggregation and its flushes,
+ * alerts, the syslog mirror, storage failures, and that no secret reaches
+ * the audit file or syslog. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, nftw */
+#endif
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "cunit_main.h"
+#include "audit/internal.h"
+#include "custos.h"
+#include "store/store.h"
+#include "util/secmem.h"
+
+static char dir[64];
+static const uint8_t KEK[32] = { 0x4b, 0x45, 0x4b, 0xaa, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 };
+static const uint8_t MK[STORE_MK_LEN] = { 0x4d, 0x4b, 0x21, 0xfe, 8, 7, 6, 5, 4, 3, 2, 1, 0x77 };
+static const char PIN[] = "pin-8c1f5e0d";
+static const char SERIAL[] = "0123456789abcdef";
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static const char *path_of(const char *name)
+{
+    static char p[4][160];
+    static int next;
+    char *r = p[next++ % 4];
+    snprintf(r, sizeof(p[0]), "%s/%s", dir, name);
+    return r;
+}
+
+static store *make_token(const char *name)
+{
+    store *st = NULL;
+    store_token_info i;
+    store_user so;
+    memset(&i, 0, sizeof(i));
+    memset(&so, 0, sizeof(so));
+    snprintf(i.label, sizeof(i.label), "audit-test");
+    snprintf(i.serial, sizeof(i.serial), "%s", SERIAL);
+    i.created = 1700000000;
+    snprintf(so.name, sizeof(so.name), "so");
+    so.type = CKU_SO;
+    so.roles = CUSTOS_ROLE_ADMIN;
+    so.kdf.alg = KDF_PBKDF2_SHA256;
+    so.kdf.p1 = 1000;
+    memset(so.salt, 0xa5, sizeof(so.salt));
+    CU_ASSERT_EQUAL_FATAL(store_seal_mk(SERIAL, "so", KEK, MK, so.sealed_mk), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(store_create(path_of(name), &i, &so, &st), CKR_OK);
+    return st;
+}
+
+static audit_policy policy(void)
+{
+    audit_policy p;
+    memset(&p, 0, sizeof(p));
+    p.enabled = true;
+    p.flush_ms = 1000;
+    p.alert_window_s = 60;
+    return p;
+}
+
+static audit_log *open_log(const char *name, store *st, const audit_policy *p)
+{
+    audit_log *a = NULL;
+    CU_ASSERT_EQUAL_FATAL(audit_open(path_of(name), st, p, &a), CKR_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    return a;
+}
+
+static audit_event event(audit_kind kind, const char *function, CK_RV rv, const char *deny)
+{
+    audit_event e;
+    memset(&e, 0, sizeof(e));
+    e.kind = kind;
+    e.function = function;
+    e.session = 7;
+    e.mech = kind == AUDIT_DATA ? CKM_AES_GCM : CK_UNAVAILABLE_INFORMATION;
+    e.user = "alice";
+    e.roles = CUSTOS_ROLE_GENERATE | CUSTOS_ROLE_DECRYPT;
+    e.key = 42;
+    snprintf(e.key_label, sizeof(e.key_label), "tenant-a");
+    snprintf(e.key_id, sizeof(e.key_id), "0a0b");
+    snprintf(e.key_family, sizeof(e.key_family), "tenant-a");
+    e.key_version = 3;
+    e.rv = rv;
+    e.deny_reason = deny;
+    return e;
+}
+
+static void record_n(audit_log *a, int n)
+{
+    for (int i = 0; i < n; i++) {
+        audit_event e = event(AUDIT_EVENT, "C_GenerateKey", CKR_OK, NULL);
+        e.key = (CK_OBJECT_HANDLE)(100 + i);
+        CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    }
+}
+
+static audit_verify_result verify(const char *name, store *st)
+{
+    audit_verify_result r;
+    CU_ASSERT_EQUAL(audit_verify(path_of(name), st, &r), CKR_OK);
+    return r;
+}
+
+/* Every row of a token's audit file, in order (malloc'ed). */
+typedef struct rows {
+    audit_row *r;
+    size_t n, cap;
+} rows;
+
+static CK_RV collect(void *ctx, const audit_row *r, const char *malformed)
+{
+    rows *v = ctx;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 16;
+        v->r = realloc(v->r, v->cap * sizeof(*v->r));
+        if (v->r == NULL)
+            return CKR_HOST_MEMORY;
+    }
+    v->r[v->n++] = *r;
+    return CKR_OK;
+}
+
+static rows read_rows(const char *name)
+{
+    rows v = { 0 };
+    audit_db *db = NULL;
+    char *p = audit_path_for(path_of(name));
+    CU_ASSERT_EQUAL_FATAL(audit_db_open(p, false, &db), CKR_OK);
+    CU_ASSERT_EQUAL(audit_db_scan(db, 0, INT64_MIN, INT64_MAX, collect, &v), CKR_OK);
+    audit_db_close(db);
+    free(p);
+    return v;
+}
+
+/* Run SQL on a file with the sqlite3 shell, as someone at the console
+ * would. Returns the shell's exit status. */
+static int shell(const char *file, const char *sql)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "sqlite3 '%s' \"%s\" >/dev/null 2>&1", file, sql);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *audit_file(const char *name)
+{
+    static char p[160];
+    char *q = audit_path_for(path_of(name));
+    snprintf(p, sizeof(p), "%s", q);
+    free(q);
+    return p;
+}
+
+/* Whole contents of a file (malloc'ed; *len 0 if it is missing). */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *b = NULL;
+    *len = 0;
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b = malloc((size_t)n + 1);
+    if (b != NULL && fread(b, 1, (size_t)n, f) == (size_t)n)
+        *len = (size_t)n;
+    fclose(f);
+    return b;
+}
+
+static bool file_contains(const char *path, const void *needle, size_t n)
+{
+    size_t len;
+    uint8_t *b = slurp(path, &len);
+    bool found = b != NULL && memmem(b, len, needle, n) != NULL;
+    free(b);
+    return found;
+}
+
+/* ---- records and the chain ------------------------------------------------- */
+
+static void test_appended_records_verify_ok_with_head_sealed(void)
+{
+    store *st = make_token("t1.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t1.db", st, &p);
+    struct stat sb;
+
+    record_n(a, 5);
+    audit_close(a);
+    audit_verify_result r = verify("t1.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 5);
+    CU_ASSERT_EQUAL(r.sealed_count, 5);
+    CU_ASSERT_EQUAL(r.unsealed_tail, 0);
+    CU_ASSERT_EQUAL(r.first_bad, 0);
+    CU_ASSERT_STRING_EQUAL(r.reason, "");
+    CU_ASSERT_EQUAL(stat(audit_file("t1.db"), &sb), 0);
+    CU_ASSERT_EQUAL(sb.st_mode & 0777, 0600);
+    /* A second open continues the same chain with the same key. */
+    a = open_log("t1.db", st, &p);
+    record_n(a, 3);
+    audit_close(a);
+    r = verify("t1.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 8);
+    CU_ASSERT_EQUAL(r.sealed_count, 8);
+    store_close(st);
+}
+
+static void test_record_fields_name_who_what_which_key_and_decision(void)
+{
+    store *st = make_token("t2.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t2.db", st, &p);
+    audit_event e = event(AUDIT_EVENT, "C_Login", CKR_PIN_INCORRECT, "wrong PIN");
+    audit_event d = event(AUDIT_EVENT, "C_UnwrapKey", CKR_OK, NULL);
+    char host[256] = "", comm[32] = "";
+    FILE *f = fopen("/proc/self/comm", "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_PTR_NOT_NULL(fgets(comm, sizeof(comm), f));
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    CU_ASSERT_NOT_EQUAL(comm[0], '\0');
+
+    e.key = 0;
+    e.key_label[0] = e.key_id[0] = e.key_family[0] = '\0';
+    e.key_version = 0;
+    CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    d.mech = CKM_AES_KEY_WRAP_KWP;
+    snprintf(d.resource_label, sizeof(d.resource_label), "dek-17");
+    CU_ASSERT_EQUAL(audit_record(a, &d), CKR_OK);
+    audit_close(a);
+    rows v = read_rows("t2.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 2);
+    gethostname(host, sizeof(host) - 1);
+    CU_ASSERT_EQUAL(v.r[0].seq, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].kind, "event");
+    CU_ASSERT_STRING_EQUAL(v.r[0].host, host);
+    CU_ASSERT_EQUAL(v.r[0].pid, getpid());
+    CU_ASSERT_STRING_EQUAL(v.r[0].process, comm);
+    CU_ASSERT_STRING_EQUAL(v.r[0].token_user, "alice");
+    CU_ASSERT_STRING_EQUAL(v.r[0].roles, "generate,decrypt");
+    CU_ASSERT_STRING_EQUAL(v.r[0].function, "C_Login");
+    CU_ASSERT_STRING_EQUAL(v.r[0].mechanism, "");
+    CU_ASSERT_STRING_EQUAL(v.r[0].rv, "CKR_PIN_INCORRECT");
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision, "denied: wrong PIN");
+    CU_ASSERT_EQUAL(v.r[0].count, 1);
+    CU_ASSERT_TRUE(v.r[0].time_us > 1700000000000000LL);
+    CU_ASSERT_EQUAL(v.r[1].seq, 2);
+    CU_ASSERT_STRING_EQUAL(v.r[1].mechanism, "CKM_AES_KEY_WRAP_KWP");
+    CU_ASSERT_EQUAL(v.r[1].key_handle, 42);
+    CU_ASSERT_STRING_EQUAL(v.r[1].key_label, "tenant-a");
+    CU_ASSERT_STRING_EQUAL(v.r[1].key_id, "0a0b");
+    CU_ASSERT_STRING_EQUAL(v.r[1].key_family, "tenant-a");
+    CU_ASSERT_EQUAL(v.r[1].key_version, 3);
+    CU_ASSERT_STRING_EQUAL(v.r[1].resource, "dek-17");
+    CU_ASSERT_STRING_EQUAL(v.r[1].decision, "allowed");
+    CU_ASSERT_EQUAL(memcmp(v.r[1].prev_mac, v.r[0].mac, AUDIT_MAC_LEN), 0);
+    free(v.r);
+    store_close(st);
+}
+
+/* Two processes, each with its own audit_open, append to one file at once;
+ * the parent keeps its own log open across the forks. */
+static void test_two_processes_append_10000_records_and_chain_verifies(void)
+{
+    store *st = make_token("t3.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t3.db", st, &p);
+    pid_t kids[2];
+
+    record_n(a, 1);
+    for (int k = 0; k < 2; k++) {
+        audit_fork_prepare();
+        store_fork_prepare();
+        kids[k] = fork();
+        store_fork_release();
+        audit_fork_release();
+        CU_ASSERT_FATAL(kids[k] >= 0);
+        if (kids[k] == 0) {
+            store *cst = NULL;
+            audit_log *ca = NULL;
+            int bad = 0;
+            audit_forget_after_fork(a);
+            store_forget_after_fork(st);
+            crypto_forget_after_fork();
+            if (crypto_init() != CKR_OK || store_open(path_of("t3.db"), &cst) != CKR_OK ||
+                audit_open(path_of("t3.db"), cst, &p, &ca) != CKR_OK)
+                _exit(2);
+            for (int i = 0; i < 5000; i++) {
+                audit_event e = event(AUDIT_EVENT, k ? "C_DestroyObject" : "C_CreateObject",
+                                      CKR_OK, NULL);
+                e.key = (CK_OBJECT_HANDLE)i + 1;
+                bad += audit_record(ca, &e) != CKR_OK;
+            }
+            audit_close(ca);
+            store_close(cst);
+            crypto_fini();
+            _exit(bad ? 1 : 0);
+        }
+    }
+    record_n(a, 1); /* the parent still writes, on a fresh connection */
+    for (int k = 0; k < 2; k++) {
+        int status = -1;
+        CU_ASSERT_EQUAL(waitpid(kids[k], &status, 0), kids[k]);
+        CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    audit_close(a);
+    audit_verify_result r = verify("t3.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 10002);
+    CU_ASSERT_EQUAL(r.sealed_count, 10002);
+    CU_ASSERT_EQUAL(r.unsealed_tail, 0);
+    store_close(st);
+}
+
+static void test_sqlite_shell_update_and_delete_are_refused_by_triggers(void)
+{
+    store *st = make_token("t4.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t4.db", st, &p);
+    record_n(a, 4);
+    audit_close(a);
+    CU_ASSERT_NOT_EQUAL(shell(audit_file("t4.db"),
+                              "UPDATE records SET decision = 'allowed' WHERE seq = 2;"), 0);
+    CU_ASSERT_NOT_EQUAL(shell(audit_file("t4.db"), "DELETE FROM records WHERE seq = 4;"), 0);
+    audit_verify_result r = verify("t4.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 4);
+    store_close(st);
+}
+
+static void test_record_edited_with_sqlite_shell_is_named_by_verify(void)
+{
+    store *st = make_token("t5.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t5.db", st, &p);
+    record_n(a, 10);
+    audit_close(a);
+    /* The attacker drops the fence first, then edits record 6. */
+    CU_ASSERT_EQUAL(shell(audit_file("t5.db"),
+                          "PRAGMA trusted_schema = ON; DROP TRIGGER records_no_update;"
+                          " UPDATE records SET token_user = 'mallory' WHERE seq = 6;"), 0);
+    audit_verify_result r = verify("t5.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 6);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.reason, "MAC mismatch"));
+    CU_ASSERT_EQUAL(r.records, 10);
+    store_close(st);
+}
+
+static void test_deleted_record_is_detected(void)
+{
+    store *st = make_token("t6.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t6.db", st, &p);
+    record_n(a, 10);
+    audit_close(a);
+    CU_ASSERT_EQUAL(shell(audit_file("t6.db"),
+                          "DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq = 4;"), 0);
+    audit_verify_result r = verify("t6.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 4);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.reason, "missing"));
+    store_close(st);
+}
+
+static void test_cut_tail_is_detected_through_the_head(void)
+{
+    store *st = make_token("t7.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t7.db", st, &p);
+    record_n(a, 10);
+    audit_close(a);
+    CU_ASSERT_EQUAL(shell(audit_file("t7.db"),
+                          "DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq > 7;"), 0);
+    audit_verify_result r = verify("t7.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 8);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.reason, "tail cut"));
+    CU_ASSERT_EQUAL(r.records, 7);
+    /* The whole file gone is a cut tail too. */
+    CU_ASSERT_EQUAL(unlink(audit_file("t7.db")), 0);
+    r = verify("t7.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 1);
+    store_close(st);
+}
+
+static void test_forged_head_in_token_is_detected(void)
+{
+    store *st = make_token("t8.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t8.db", st, &p);
+    record_n(a, 6);
+    audit_close(a);
+    store_close(st);
+    /* Moving the head back (to hide a later cut) breaks its tag. */
+    CU_ASSERT_EQUAL(shell(path_of("t8.db"), "UPDATE audit_head SET seq = 3;"), 0);
+    CU_ASSERT_EQUAL(store_open(path_of("t8.db"), &st), CKR_OK);
+    audit_verify_result r = verify("t8.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 3);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.reason, "head tag invalid"));
+    store_close(st);
+}
+
+/* A crash between the audit commit and the head: records after the head
+ * are reported as unsealed, not as tampering, and the next write seals. */
+static void test_records_after_the_head_are_unsealed_not_broken(void)
+{
+    store *st = make_token("t9.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("t9.db", st, &p);
+    audit_row extra[2];
+    audit_event e = event(AUDIT_EVENT, "C_DestroyObject", CKR_OK, NULL);
+
+    record_n(a, 3);
+    audit_row_from_event(&extra[0], &a->ctx, &e, audit_now_us());
+    extra[1] = extra[0];
+    CU_ASSERT_EQUAL(audit_db_append(a->db, extra, 2, audit_chain_seal, a->hmac), CKR_OK);
+    audit_verify_result r = verify("t9.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 5);
+    CU_ASSERT_EQUAL(r.sealed_count, 3);
+    CU_ASSERT_EQUAL(r.unsealed_tail, 2);
+    record_n(a, 1);
+    r = verify("t9.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.sealed_count, 6);
+    CU_ASSERT_EQUAL(r.unsealed_tail, 0);
+    audit_close(a);
+    store_close(st);
+}
+
+static void test_file_of_another_chain_is_a_head_mismatch(void)
+{
+    store *st = make_token("ta.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("ta.db", st, &p);
+    char *f = strdup(audit_file("ta.db"));
+    char cmd[512];
+
+    record_n(a, 4);
+    audit_close(a);
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s.old'", f, f);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    a = open_log("ta.db", st, &p);
+    audit_event e = event(AUDIT_EVENT, "C_SetAttributeValue", CKR_OK, NULL);
+    CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    audit_close(a);
+    /* Replace the file by its older copy plus one different record 5. */
+    snprintf(cmd, sizeof(cmd), "rm -f '%s-wal' '%s-shm' && mv '%s.old' '%s'", f, f, f, f);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    a = open_log("ta.db", st, &p);
+    audit_row other;
+    e.function = "C_Logout";
+    audit_row_from_event(&other, &a->ctx, &e, audit_now_us());
+    CU_ASSERT_EQUAL(audit_db_append(a->db, &other, 1, audit_chain_seal, a->hmac), CKR_OK);
+    audit_verify_result r = verify("ta.db", st);
+    CU_ASSERT_FALSE(r.ok);
+    CU_ASSERT_EQUAL(r.first_bad, 5);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.reason, "head mismatch"));
+    audit_close(a);
+    free(f);
+    store_close(st);
+}
+
+static void test_foreign_sqlite_file_is_refused(void)
+{
+    store *st = make_token("tb.db");
+    audit_policy p = policy();
+    audit_log *a = NULL;
+    CU_ASSERT_EQUAL(shell(audit_file("tb.db"), "CREATE TABLE records(x);"), 0);
+    CU_ASSERT_EQUAL(audit_open(path_of("tb.db"), st, &p, &a), CKR_DEVICE_ERROR);
+    CU_ASSERT_PTR_NULL(a);
+    store_close(st);
+}
+
+/* ---- aggregation ------------------------------------------------------------ */
+
+static void test_data_ops_aggregate_into_one_record_with_count(void)
+{
+    store *st = make_token("tc.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("tc.db", st, &p);
+    audit_event d = event(AUDIT_DATA, "C_Decrypt", CKR_OK, NULL);
+    audit_event other = d;
+    audit_event refused = event(AUDIT_DATA, "C_Decrypt", CKR_ACTION_PROHIBITED, "role");
+
+    d.has_resource_digest = true;
+    memset(d.resource_digest, 0xab, sizeof(d.resource_digest));
+    other.session = 8;
+    for (int i = 0; i < 1000; i++)
+        CU_ASSERT_EQUAL(audit_record(a, &d), CKR_OK);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(audit_record(a, &other), CKR_OK);
+    /* A refusal is written at once, the aggregates are not. */
+    CU_ASSERT_EQUAL(audit_record(a, &refused), CKR_OK);
+    rows v = read_rows("tc.db");
+    CU_ASSERT_EQUAL(v.n, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision, "denied: role");
+    free(v.r);
+    CU_ASSERT_EQUAL(audit_flush_session(a, 7), CKR_OK);
+    v = read_rows("tc.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 2);
+    CU_ASSERT_STRING_EQUAL(v.r[1].kind, "data");
+    CU_ASSERT_EQUAL(v.r[1].count, 1000);
+    CU_ASSERT_EQUAL(v.r[1].session, 7);
+    CU_ASSERT_TRUE(v.r[1].first_us <= v.r[1].last_us);
+    CU_ASSERT_EQUAL(strspn(v.r[1].resource, "ab"), 64);
+    free(v.r);
+    audit_close(a); /* flushes session 8 */
+    v = read_rows("tc.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 3);
+    CU_ASSERT_EQUAL(v.r[2].count, 3);
+    CU_ASSERT_EQUAL(v.r[2].session, 8);
+    free(v.r);
+    CU_ASSERT_TRUE(verify("tc.db", st).ok);
+    store_close(st);
+}
+
+static void test_aggregates_flush_once_older_than_flush_interval(void)
+{
+    store *st = make_token("td.db");
+    audit_policy p = policy();
+    p.flush_ms = 100;
+    audit_log *a = open_log("td.db", st, &p);
+    audit_event d = event(AUDIT_DATA, "C_Encrypt", CKR_OK, NULL);
+
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(audit_record(a, &d), CKR_OK);
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    rows v = read_rows("td.db");
+    CU_ASSERT_EQUAL(v.n, 0);
+    free(v.r);
+    usleep(150 * 1000);
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    v = read_rows("td.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 1);
+    CU_ASSERT_EQUAL(v.r[0].count, 5);
+    free(v.r);
+    audit_close(a);
+    store_close(st);
+}
+
+static void test_each_data_op_policy_writes_every_operation(void)
+{
+    store *st = make_token("te.db");
+    audit_policy p = policy();
+    p.each_data_op = true;
+    audit_log *a = open_log("te.db", st, &p);
+    audit_event d = event(AUDIT_DATA, "C_Sign", CKR_OK, NULL);
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(audit_record(a, &d), CKR_OK);
+    rows v = read_rows("te.db");
+    CU_ASSERT_EQUAL(v.n, 4);
+    free(v.r);
+    audit_close(a);
+    store_close(st);
+}
+
+/* ---- alerts ----------------------------------------------------------------- */
+
+static size_t count_kind(const char *name, const char *kind)
+{
+    rows v = read_rows(name);
+    size_t n = 0;
+    for (size_t i = 0; i < v.n; i++)
+        n += strcmp(v.r[i].kind, kind) == 0;
+    free(v.r);
+    return n;
+}
+
+static void test_alert_fires_above_threshold_denies_and_clears_after_window(void)
+{
+    store *st = make_token("tf.db");
+    audit_policy p = policy();
+    p.alert_window_s = 1;
+    p.alert_decrypt_per_user = 5;
+    p.alert_deny = true;
+    audit_log *a = open_log("tf.db", st, &p);
+
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_FALSE(audit_decrypt_alert(a, "bob", 9, "k9"));
+    CU_ASSERT_EQUAL(count_kind("tf.db", "alert"), 0);
+    CU_ASSERT_TRUE(audit_decrypt_alert(a, "bob", 9, "k9"));
+    CU_ASSERT_TRUE(audit_decrypt_alert(a, "bob", 9, "k9"));
+    /* Another user is not affected. */
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "carol", 9, "k9"));
+    rows v = read_rows("tf.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].kind, "alert");
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision, "denied: decrypt rate above 5 per 1 s for user bob");
+    CU_ASSERT_STRING_EQUAL(v.r[0].rv, "CKR_ACTION_PROHIBITED");
+    free(v.r);
+    usleep(1100 * 1000);
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "bob", 9, "k9"));
+    CU_ASSERT_EQUAL(count_kind("tf.db", "alert"), 1);
+    audit_close(a);
+    store_close(st);
+}
+
+static void test_per_key_alert_and_clear_from_another_process_lifts_deny(void)
+{
+    store *st = make_token("tg.db");
+    audit_policy p = policy();
+    p.alert_decrypt_per_key = 3;
+    p.alert_deny = true;
+    audit_log *a = open_log("tg.db", st, &p);
+    audit_log *admin = open_log("tg.db", st, &p);
+
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_FALSE(audit_decrypt_alert(a, i % 2 ? "u1" : "u2", 77, "payroll"));
+    CU_ASSERT_TRUE(audit_decrypt_alert(a, "u3", 77, "payroll"));
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "u3", 78, "other"));
+    CU_ASSERT_TRUE(audit_decrypt_alert(a, "u3", 77, "payroll"));
+    /* `custos audit clear-alerts` runs elsewhere: within a second this
+     * process stops refusing, long before the 60 s window ends. */
+    CU_ASSERT_EQUAL(audit_clear_alerts(admin), CKR_OK);
+    usleep(1100 * 1000);
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "u3", 77, "payroll"));
+    rows v = read_rows("tg.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision,
+                           "denied: decrypt rate above 3 per 60 s for key payroll");
+    CU_ASSERT_EQUAL(v.r[0].key_handle, 77);
+    free(v.r);
+    audit_close(admin);
+    audit_close(a);
+    store_close(st);
+}
+
+static void test_alert_in_log_mode_records_but_does_not_deny(void)
+{
+    store *st = make_token("th.db");
+    audit_policy p = policy();
+    p.alert_decrypt_per_user = 2;
+    audit_log *a = open_log("th.db", st, &p);
+    for (int i = 0; i < 10; i++)
+        CU_ASSERT_FALSE(audit_decrypt_alert(a, "dave", 1, ""));
+    rows v = read_rows("th.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 1); /* once per window */
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision, "alert: decrypt rate above 2 per 60 s for user dave");
+    CU_ASSERT_STRING_EQUAL(v.r[0].rv, "CKR_OK");
+    free(v.r);
+    audit_close(a);
+    store_close(st);
+}
+
+/* ---- sinks, failures, secrets -------------------------------------------------- */
+
+static int listen_dgram(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    unlink(path);
+    CU_ASSERT_EQUAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+static void test_syslog_mirror_sends_each_record_as_json_and_alerts_as_warnings(void)
+{
+    store *st = make_token("ti.db");
+    audit_policy p = policy();
+    char sock[160], msg[AUDIT_JSON_MAX + 128];
+    p.syslog = true;
+    p.alert_decrypt_per_key = 1;
+    snprintf(sock, sizeof(sock), "%s", path_of("log.sock"));
+    int fd = listen_dgram(sock);
+    audit_syslog_set_path(sock);
+    audit_log *a = open_log("ti.db", st, &p);
+    audit_event e = event(AUDIT_EVENT, "C_Login", CKR_PIN_INCORRECT, "wrong PIN");
+
+    CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    ssize_t n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+    CU_ASSERT_FATAL(n > 0);
+    msg[n] = '\0';
+    CU_ASSERT_EQUAL(strncmp(msg, "<86>", 4), 0); /* authpriv.info */
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, " custos["));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "]: {\"seq\":1,\"time\":\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "\"rv\":\"CKR_PIN_INCORRECT\""));
+    CU_ASSERT_EQUAL(msg[n - 1], '}');
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "eve", 5, "k5"));
+    CU_ASSERT_FALSE(audit_decrypt_alert(a, "eve", 5, "k5"));
+    n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT); /* the alert record */
+    CU_ASSERT_FATAL(n > 0);
+    msg[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "\"kind\":\"alert\""));
+    n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT); /* the warning */
+    CU_ASSERT_FATAL(n > 0);
+    msg[n] = '\0';
+    CU_ASSERT_EQUAL(strncmp(msg, "<84>", 4), 0); /* authpriv.warning */
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "decrypt rate above 1 per 60 s for key k5"));
+    audit_close(a);
+    audit_syslog_set_path("/dev/log");
+    close(fd);
+    store_close(st);
+}
+
+static void test_full_disk_gives_device_memory_and_keeps_committed_records(void)
+{
+    store *st = make_token("tj.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("tj.db", st, &p);
+    audit_event d = event(AUDIT_DATA, "C_Decrypt", CKR_OK, NULL);
+    CK_RV rv = CKR_OK;
+    int written = 0;
+
+    record_n(a, 2);
+    audit_db_limit_pages(a->db, 8);
+    for (int i = 0; i < 1000 && rv == CKR_OK; i++) {
+        audit_event e = event(AUDIT_EVENT, "C_CreateObject", CKR_OK, NULL);
+        rv = audit_record(a, &e);
+        written += rv == CKR_OK;
+    }
+    CU_ASSERT_EQUAL(rv, CKR_DEVICE_MEMORY);
+    /* While writes fail, aggregated operations report it too, so that a
+     * caller under `required` refuses them. */
+    CU_ASSERT_EQUAL(audit_record(a, &d), CKR_DEVICE_MEMORY);
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_DEVICE_MEMORY);
+    audit_db_limit_pages(a->db, 0);
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_OK); /* the kept aggregate */
+    CU_ASSERT_EQUAL(audit_record(a, &d), CKR_OK);
+    audit_close(a);
+    audit_verify_result r = verify("tj.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, (uint64_t)(2 + written + 2));
+    store_close(st);
+}
+
+static void test_json_line_escapes_quotes_controls_and_bad_utf8(void)
+{
+    audit_row r;
+    audit_ctx c;
+    char line[AUDIT_JSON_MAX];
+    audit_event e = event(AUDIT_EVENT, "C_CreateObject", CKR_OK, NULL);
+
+    memset(&c, 0, sizeof(c));
+    snprintf(e.key_label, sizeof(e.key_label), "a\"b\\c\nd\xff\xc3\xa9");
+    audit_row_from_event(&r, &c, &e, 1714564800123456LL);
+    size_t n = audit_row_json(&r, line, sizeof(line));
+    CU_ASSERT_FATAL(n > 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"key_label\":\"a\\\"b\\\\c\\u000ad\\ufffd\xc3\xa9\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(line, "\"time\":\"2024-05-01T12:00:00.123456Z\","
+                                        "\"time_us\":1714564800123456"));
+    CU_ASSERT_EQUAL(line[n - 1], '\n');
+    /* Too small a buffer gives 0, never a cut line. */
+    CU_ASSERT_EQUAL(audit_row_json(&r, line, 64), 0);
+}
+
+static void test_export_filters_by_time_and_sequence(void)
+{
+    store *st = make_token("tk.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("tk.db", st, &p);
+    char out[160];
+    uint64_t last = 0;
+    size_t len;
+
+    record_n(a, 5);
+    rows v = read_rows("tk.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 5);
+    snprintf(out, sizeof(out), "%s", path_of("export.jsonl"));
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_EQUAL(audit_export(path_of("tk.db"), v.r[1].time_us, v.r[3].time_us, fd, 0, &last),
+                    CKR_OK);
+    close(fd);
+    char *text = (char *)slurp(out, &len);
+    CU_ASSERT_FATAL(text != NULL);
+    text[len] = '\0';
+    CU_ASSERT_PTR_NULL(strstr(text, "{\"seq\":1,"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"seq\":2,"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "{\"seq\":4,"));
+    CU_ASSERT_PTR_NULL(strstr(text, "{\"seq\":5,"));
+    CU_ASSERT_EQUAL(last, 4);
+    free(text);
+    /* tail: only what comes after the last one seen. */
+    fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CU_ASSERT_EQUAL(audit_export(path_of("tk.db"), INT64_MIN, INT64_MAX, fd, 4, &last), CKR_OK);
+    close(fd);
+    text = (char *)slurp(out, &len);
+    CU_ASSERT_FATAL(text != NULL);
+    text[len] = '\0';
+    CU_ASSERT_EQUAL(strncmp(text, "{\"seq\":5,", 9), 0);
+    CU_ASSERT_PTR_EQUAL(strchr(text, '\n'), text + len - 1); /* one line */
+    CU_ASSERT_EQUAL(last, 5);
+    free(text);
+    free(v.r);
+    audit_close(a);
+    store_close(st);
+}
+
+static void test_no_key_pin_or_audit_key_in_audit_file_or_syslog(void)
+{
+    store *st = make_token("tl.db");
+    audit_policy p = policy();
+    char sock[160], msg[AUDIT_JSON_MAX + 128], side[200];
+    uint8_t *akey = NULL;
+    size_t akey_len = 0;
+    p.syslog = true;
+    snprintf(sock, sizeof(sock), "%s", path_of("log2.sock"));
+    int fd = listen_dgram(sock);
+    audit_syslog_set_path(sock);
+    audit_log *a = open_log("tl.db", st, &p);
+
+    /* Every kind of record, for a user who just typed PIN. */
+    audit_event e = event(AUDIT_EVENT, "C_Login", CKR_PIN_INCORRECT, "wrong PIN");
+    CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    e = event(AUDIT_DATA, "C_Decrypt", CKR_OK, NULL);
+    e.has_resource_digest = true;
+    CU_ASSERT_EQUAL(crypto_md_oneshot(MD_SHA256, (const uint8_t *)"order-42", 8,
+                                      e.resource_digest), CKR_OK);
+    for (int i = 0; i < 20; i++)
+        CU_ASSERT_EQUAL(audit_record(a, &e), CKR_OK);
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_OK);
+    audit_close(a);
+    CU_ASSERT_EQUAL(store_meta_get(st, AUDIT_KEY_META, &akey, &akey_len), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(akey_len, AUDIT_KEY_LEN);
+
+    static const char *const SUFFIX[] = { "", "-wal" };
+    for (size_t i = 0; i < ARRAY_LEN(SUFFIX); i++) {
+        snprintf(side, sizeof(side), "%s%s", audit_file("tl.db"), SUFFIX[i]);
+        CU_ASSERT_FALSE(file_contains(side, akey, akey_len));
+        CU_ASSERT_FALSE(file_contains(side, MK, sizeof(MK)));
+        CU_ASSERT_FALSE(file_contains(side, KEK, sizeof(KEK)));
+        CU_ASSERT_FALSE(file_contains(side, PIN, strlen(PIN)));
+        CU_ASSERT_FALSE(file_contains(side, "order-42", 8));
+    }
+    /* The positive control: the records are in there (the last close
+     * moved the WAL into the file). */
+    CU_ASSERT_TRUE(file_contains(audit_file("tl.db"), "C_Login", 7));
+    int got = 0;
+    ssize_t n;
+    while ((n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT)) > 0) {
+        got++;
+        CU_ASSERT_PTR_NULL(memmem(msg, (size_t)n, akey, akey_len));
+        CU_ASSERT_PTR_NULL(memmem(msg, (size_t)n, PIN, strlen(PIN)));
+        CU_ASSERT_PTR_NULL(memmem(msg, (size_t)n, "order-42", 8));
+    }
+    CU_ASSERT_EQUAL(got, 2);
+    audit_syslog_set_path("/dev/log");
+    close(fd);
+    secmem_wipe(akey, akey_len);
+    free(akey);
+    store_close(st);
+}
+
+static void test_disabled_audit_writes_nothing(void)
+{
+    store *st = make_token("tm.db");
+    audit_policy p = policy();
+    p.enabled = false;
+    audit_log *a = open_log("tm.db", st, &p);
+    record_n(a, 3);
+    audit_close(a);
+    rows v = read_rows("tm.db");
+    CU_ASSERT_EQUAL(v.n, 0);
+    free(v.r);
+    store_close(st);
+}
+
+/* ---- runner ---------------------------------------------------------------------- */
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+static int setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/custos-test-audit-XXXXXX");
+    if (crypto_init() != CKR_OK)
+        return 1;
+    return mkdtemp(dir) == NULL;
+}
+
+static int teardown(void)
+{
+    crypto_fini();
+    return nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static const cunit_case CASES[] = {
+    CASE(test_appended_records_verify_ok_with_head_sealed),
+    CASE(test_record_fields_name_who_what_which_key_and_decision),
+    CASE(test_two_processes_append_10000_records_and_chain_verifies),
+    CASE(test_sqlite_shell_update_and_delete_are_refused_by_triggers),
+    CASE(test_record_edited_with_sqlite_shell_is_named_by_verify),
+    CASE(test_deleted_record_is_detected),
+    CASE(test_cut_tail_is_detected_through_the_head),
+    CASE(test_forged_head_in_token_is_detected),
+    CASE(test_records_after_the_head_are_unsealed_not_broken),
+    CASE(test_file_of_another_chain_is_a_head_mismatch),
+    CASE(test_foreign_sqlite_file_is_refused),
+    CASE(test_data_ops_aggregate_into_one_record_with_count),
+    CASE(test_aggregates_flush_once_older_than_flush_interval),
+    CASE(test_each_data_op_policy_writes_every_operation),
+    CASE(test_alert_fires_above_threshold_denies_and_clears_after_window),
+    CASE(test_per_key_alert_and_clear_from_another_process_lifts_deny),
+    CASE(test_alert_in_log_mode_records_but_does_not_deny),
+    CASE(test_syslog_mirror_sends_each_record_as_json_and_alerts_as_warnings),
+    CASE(test_full_disk_gives_device_memory_and_keeps_committed_records),
+    CASE(test_json_line_escapes_quotes_controls_and_bad_utf8),
+    CASE(test_export_filters_by_time_and_sequence),
+    CASE(test_no_key_pin_or_audit_key_in_audit_file_or_syslog),
+    CASE(test_disabled_audit_writes_nothing),
+};
+
+CUNIT_MAIN("audit", CASES, setup, teardown)
