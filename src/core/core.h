@@ -174,6 +174,8 @@ CK_RV core_close_all_sessions(CK_SLOT_ID id) CUSTOS_WUR;
 CK_RV core_session_acquire(CK_SESSION_HANDLE h, session **out) CUSTOS_WUR;
 void core_session_release(session *s);
 CK_RV core_session_info(session *s, CK_SESSION_INFO_PTR info) CUSTOS_WUR;
+/* Free a session nobody else refers to any more (C_Finalize, last unref). */
+void session_destroy(session *s);
 /* End every operation of the session (and its find), freeing all state. */
 void session_reset_ops(session *s);
 /* End one operation (its context may be kept as the spare). */

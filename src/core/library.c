@@ -146,9 +146,9 @@ CK_RV core_finalize(void)
     void *val;
     while (hmap_next(&lib.sessions, &pos, &key, &val)) {
         session *s = val;
-        session_reset_ops(s);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
+        object_drop_session_objects(s->tok, s->handle);
+        audit_session_closed(s->tok, s->handle);
+        session_destroy(s);
     }
     hmap_free(&lib.sessions);
     for (size_t i = 0; i < CUSTOS_MAX_SLOTS; i++) {

@@ -46,14 +46,18 @@ void session_reset_ops(session *s)
     memset(&s->find, 0, sizeof(s->find));
 }
 
+void session_destroy(session *s)
+{
+    session_reset_ops(s);
+    crypto_md_free(s->aad_md);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
 static void session_unref(session *s)
 {
-    if (atomic_fetch_sub(&s->refs, 1) == 1) {
-        session_reset_ops(s);
-        crypto_md_free(s->aad_md);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-    }
+    if (atomic_fetch_sub(&s->refs, 1) == 1)
+        session_destroy(s);
 }
 
 CK_RV core_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR out)
