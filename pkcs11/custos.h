@@ -101,6 +101,18 @@ typedef struct CK_CUSTOS_FUNCTION_LIST {
     /* List users, two-call rule (pList NULL: *pulCount = number). */
     CK_RV (*C_CustosUserList)(CK_SESSION_HANDLE hSession, CK_CUSTOS_USER_INFO_PTR pList,
                               CK_ULONG_PTR pulCount);
+    /* Rotate a key family now (docs/key-families.md): *pulNewVersion gets
+     * the version that is current afterwards. If pulNewVersion is not NULL
+     * and *pulNewVersion is not 0 on entry, it is the version the caller
+     * saw as current, and the family is rotated only if that is still so
+     * (compare-and-swap: of callers racing with the same version, exactly
+     * one rotates; the others get the new version back, CKR_OK). Unknown
+     * family: CKR_ARGUMENTS_BAD. */
+    CK_RV (*C_CustosKeyRotate)(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFamily,
+                               CK_ULONG ulFamilyLen, CK_ULONG_PTR pulNewVersion);
+    /* Rotate every family whose rotation period has passed (cron, systemd
+     * timers): *pulRotated gets how many were rotated. */
+    CK_RV (*C_CustosKeyRotateDue)(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulRotated);
 } CK_CUSTOS_FUNCTION_LIST;
 typedef CK_CUSTOS_FUNCTION_LIST CK_PTR CK_CUSTOS_FUNCTION_LIST_PTR;
 

@@ -23,6 +23,8 @@ static CK_CUSTOS_FUNCTION_LIST list_custos = {
     C_CustosUserSetPIN,
     C_CustosUserEnable,
     C_CustosUserList,
+    C_CustosKeyRotate,
+    C_CustosKeyRotateDue,
 };
 
 static CK_CHAR iface_name[] = "PKCS 11";

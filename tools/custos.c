@@ -10,6 +10,15 @@ static const cli_command COMMANDS[] = {
     { "bench", bench_main, "measure a PKCS#11 module (Custos, SoftHSM2, NSS, ...) and compare it",
       bench_usage },
     { "audit", audit_main, "verify, export and follow a token's audit trail", audit_usage },
+    { "user", user_main, "add, remove and list a token's users and their roles", user_usage },
+    { "key", key_main, "create, rotate, list, suspend and resume key families", key_usage },
+    { "encrypt", encrypt_main, "seal data as an envelope under a key family (any token)",
+      encrypt_usage },
+    { "decrypt", decrypt_main, "open an envelope; only verified data is released", decrypt_usage },
+    { "rewrap", rewrap_main, "move envelopes and DEK files to the newest key version",
+      rewrap_usage },
+    { "inspect", inspect_main, "describe an envelope or DEK file (never a secret)", inspect_usage },
+    { "dek", dek_main, "make a wrapped data key for one dataset (encrypt --dek)", dek_usage },
 };
 
 static void show_usage(FILE *out)

@@ -66,6 +66,9 @@ CK_RV C_CustosUserSetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_U
 CK_RV C_CustosUserEnable(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pName, CK_ULONG ulNameLen,
                          CK_BBOOL enabled);
 CK_RV C_CustosUserList(CK_SESSION_HANDLE hSession, CK_CUSTOS_USER_INFO_PTR pList, CK_ULONG_PTR pulCount);
+CK_RV C_CustosKeyRotate(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFamily, CK_ULONG ulFamilyLen,
+                        CK_ULONG_PTR pulNewVersion);
+CK_RV C_CustosKeyRotateDue(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulRotated);
 
 /* A function Custos does not offer (yet): initialisation is still checked
  * first, so a client learns the right thing in the right order. */

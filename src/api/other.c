@@ -1,7 +1,8 @@
 /* Functions Custos does not offer yet, or that the standard keeps only for
  * compatibility: each exists, checks initialisation, and says so with the
  * code the standard gives. Dual-function operations (sec. 5.16), legacy
- * parallel functions (sec. 5.19), and the 3.2 additions not built yet. */
+ * parallel functions (sec. 5.19), the 3.2 additions not built yet; and
+ * the 3.2 authenticated key wrap (core/message.c). */
 #include "api/api.h"
 
 CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen,
@@ -99,7 +100,11 @@ CK_RV C_WrapKeyAuthenticated(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMecha
                              CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen,
                              CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
 {
-    API_NOT_SUPPORTED();
+    API_SESSION_AUDITED(hSession);
+    if (pMechanism == NULL || pulWrappedKeyLen == NULL || (pAssociatedData == NULL && ulAssociatedDataLen > 0))
+        API_RETURN(CKR_ARGUMENTS_BAD);
+    API_RETURN(core_wrap_authenticated(s, pMechanism, hWrappingKey, hKey, pAssociatedData,
+                                       ulAssociatedDataLen, pWrappedKey, pulWrappedKeyLen));
 }
 
 CK_RV C_UnwrapKeyAuthenticated(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
@@ -108,5 +113,11 @@ CK_RV C_UnwrapKeyAuthenticated(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMec
                                CK_ULONG ulAttributeCount, CK_BYTE_PTR pAssociatedData,
                                CK_ULONG ulAssociatedDataLen, CK_OBJECT_HANDLE_PTR phKey)
 {
-    API_NOT_SUPPORTED();
+    API_SESSION_AUDITED(hSession);
+    if (pMechanism == NULL || pWrappedKey == NULL || phKey == NULL ||
+        (pTemplate == NULL && ulAttributeCount > 0) || (pAssociatedData == NULL && ulAssociatedDataLen > 0))
+        API_RETURN(CKR_ARGUMENTS_BAD);
+    API_RETURN(core_unwrap_authenticated(s, pMechanism, hUnwrappingKey, pWrappedKey, ulWrappedKeyLen,
+                                         pTemplate, ulAttributeCount, pAssociatedData, ulAssociatedDataLen,
+                                         phKey));
 }

@@ -53,3 +53,20 @@ CK_RV C_CustosUserList(CK_SESSION_HANDLE hSession, CK_CUSTOS_USER_INFO_PTR pList
         API_RETURN(CKR_ARGUMENTS_BAD);
     API_RETURN(core_user_list(s, pList, pulCount));
 }
+
+CK_RV C_CustosKeyRotate(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFamily, CK_ULONG ulFamilyLen,
+                        CK_ULONG_PTR pulNewVersion)
+{
+    API_SESSION_AUDITED(hSession);
+    if (pFamily == NULL)
+        API_RETURN(CKR_ARGUMENTS_BAD);
+    API_RETURN(core_key_rotate(s, pFamily, ulFamilyLen, pulNewVersion));
+}
+
+CK_RV C_CustosKeyRotateDue(CK_SESSION_HANDLE hSession, CK_ULONG_PTR pulRotated)
+{
+    API_SESSION_AUDITED(hSession);
+    if (pulRotated == NULL)
+        API_RETURN(CKR_ARGUMENTS_BAD);
+    API_RETURN(core_key_rotate_due(s, pulRotated));
+}

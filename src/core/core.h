@@ -96,6 +96,7 @@ typedef struct token {
     uint64_t cache_version;   /* store data_version the cache reflects */
     hmap sobjs;               /* session objects: handle -> object* */
     uint32_t login_epoch;     /* bumped at every logout: tags private handles */
+    hmap counters;            /* per-key encryption counters (families.c) */
     audit_log *audit;         /* NULL when audit is off or could not open */
     CK_RV audit_rv;           /* last audit failure (CKR_OK when healthy) */
     uint64_t next_sobj;
@@ -121,6 +122,20 @@ typedef struct op {
     const mech_ops *spare_ops;
 } op;
 
+/* A message-based encryption or decryption context (PKCS#11 3.0 sec.
+ * 5.13): the key stays copied in secure memory for the context's life. */
+typedef struct msg_op {
+    bool active;
+    bool in_message;          /* between ...MessageBegin and the last Next */
+    const mech_desc *mech;
+    uint8_t *key;             /* secmem */
+    size_t keylen;
+    CK_KEY_TYPE kt;
+    aud_key akey;
+    mech_ctx *ctx;
+    size_t held;              /* decryption: ciphertext given so far */
+} msg_op;
+
 typedef struct find_state {
     bool active;
     CK_OBJECT_HANDLE *handles;
@@ -137,6 +152,7 @@ typedef struct session {
     atomic_uint refs;
     bool closed;
     op ops[MECH_OP_COUNT];
+    msg_op msg[2];            /* message-based: [0] encrypt, [1] decrypt */
     find_state find;
     /* The audit record of the call in progress (entry layer). */
     audit_event *ev;
@@ -221,6 +237,8 @@ CK_RV core_user_set_pin(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen,
                         const CK_UTF8CHAR *pin, CK_ULONG pinlen) CUSTOS_WUR;
 CK_RV core_user_enable(session *s, const CK_UTF8CHAR *name, CK_ULONG namelen, bool enabled) CUSTOS_WUR;
 CK_RV core_user_list(session *s, CK_CUSTOS_USER_INFO_PTR list, CK_ULONG_PTR count) CUSTOS_WUR;
+CK_RV core_key_rotate(session *s, const CK_UTF8CHAR *family, CK_ULONG len, CK_ULONG_PTR version) CUSTOS_WUR;
+CK_RV core_key_rotate_due(session *s, CK_ULONG_PTR rotated) CUSTOS_WUR;
 
 /* ---- objects (core/object.c, core/find.c) ------------------------------- */
 /* Find an object visible to the session; takes a reference. */
@@ -283,7 +301,38 @@ CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
              CK_RV invalid_rv, mech_key *key, uint8_t *buf, aud_key *ak) CUSTOS_WUR;
 
+/* ---- message-based encryption, authenticated wrap (core/message.c) ------- */
+CK_RV core_msg_init(session *s, bool encrypt, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) CUSTOS_WUR;
+CK_RV core_msg_final(session *s, bool encrypt) CUSTOS_WUR;
+void msg_end(msg_op *m);
+CK_RV core_encrypt_message(session *s, const void *param, CK_ULONG plen, const uint8_t *aad,
+                           size_t aadlen, const uint8_t *in, size_t inlen, CK_BYTE_PTR out,
+                           CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_decrypt_message(session *s, const void *param, CK_ULONG plen, const uint8_t *aad,
+                           size_t aadlen, const uint8_t *in, size_t inlen, CK_BYTE_PTR out,
+                           CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_message_begin(session *s, bool encrypt, const void *param, CK_ULONG plen,
+                         const uint8_t *aad, size_t aadlen) CUSTOS_WUR;
+CK_RV core_message_next(session *s, bool encrypt, const void *param, CK_ULONG plen,
+                        const uint8_t *in, size_t inlen, CK_BYTE_PTR out, CK_ULONG_PTR outlen,
+                        CK_FLAGS flags) CUSTOS_WUR;
+CK_RV core_wrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE wrapping,
+                              CK_OBJECT_HANDLE key, const uint8_t *ad, size_t adlen, CK_BYTE_PTR out,
+                              CK_ULONG_PTR outlen) CUSTOS_WUR;
+CK_RV core_unwrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE unwrapping,
+                                const uint8_t *wrapped, size_t wrappedlen, CK_ATTRIBUTE_PTR t,
+                                CK_ULONG n, const uint8_t *ad, size_t adlen,
+                                CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
+
 /* ---- keys (core/keys.c) --------------------------------------------------- */
+/* The value of key, checked wrappable by wrapping (extractable, trusted
+ * wrapping, CKA_WRAP_TEMPLATE), into kv; *kobj gets a reference. */
+CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, uint8_t *kv,
+                           size_t cap, size_t *kvlen, object **kobj) CUSTOS_WUR;
+/* C_UnwrapKey through an AEAD decryption with mechanism m. */
+CK_RV core_unwrap_with(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                       const uint8_t *wrapped, size_t wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                       CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
 CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                         CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
 CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,

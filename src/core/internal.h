@@ -39,6 +39,44 @@ static inline bool token_ready(const token *t) { return t->st != NULL && !t->dam
  * the KDF is slow and the store serialises itself. */
 CK_RV login_verify_pin(token *t, const char *name, const uint8_t *pin, size_t pinlen,
                        uint8_t *mk) CUSTOS_WUR;
+/* ---- objects, for the core's own use (core/object.c) ---------------------- */
+/* The cached token object of a store row, with a reference (t->lock held). */
+CK_RV object_load_row_locked(token *t, CK_OBJECT_HANDLE row, object **out) CUSTOS_WUR;
+/* Open o's sealed attributes (t->lock held, logged in). */
+CK_RV object_open_locked(token *t, object *o) CUSTOS_WUR;
+/* object_add with store_object_insert_unless's guard and companion update. */
+CK_RV object_add_guarded(session *s, attr_list *attrs, const CK_ATTRIBUTE *unless,
+                         CK_OBJECT_HANDLE upd_row, const store_attr *upd, size_t upd_n,
+                         CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+/* The same when the token itself makes the object (a key-family rotation):
+ * the session's R/O state and role are not the question. */
+CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unless,
+                          CK_OBJECT_HANDLE upd_row, const store_attr *upd, size_t upd_n,
+                          CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+
+/* ---- key families (core/families.c; docs/key-families.md) ----------------- */
+/* May a key with these attributes be used now: to protect (encrypt, sign,
+ * wrap: protect = true) or to open? Its state, CKA_CUSTOS_NOT_AFTER and
+ * CKA_START_DATE / CKA_END_DATE: CKR_KEY_FUNCTION_NOT_PERMITTED. */
+CK_RV family_check_use_locked(const attr_list *l, bool protect) CUSTOS_WUR;
+/* C_GenerateKey of version 1 of a family: checks and stamps l, and sets
+ * *unless (pointing into idbuf) to the guard of the insert. */
+CK_RV family_prepare_new(session *s, const CK_ATTRIBUTE *t, CK_ULONG n, attr_list *l,
+                         CK_ATTRIBUTE *unless, char *idbuf, size_t idcap) CUSTOS_WUR;
+/* Make the next version of a family (exactly one, whoever races); expect
+ * (not 0): only if that version is still the current one. */
+CK_RV family_rotate(session *s, const char *family, CK_ULONG expect, CK_ULONG *new_version) CUSTOS_WUR;
+/* Rotate o's family if o is its current version and its period passed. */
+CK_RV family_maybe_rotate(session *s, object *o) CUSTOS_WUR;
+/* Rotate every family whose period passed; *rotated counts them. */
+CK_RV family_rotate_due(session *s, CK_ULONG *rotated) CUSTOS_WUR;
+/* Count one encryption with a key (store row or session handle):
+ * CKR_KEY_EXHAUSTED past 2^32. */
+CK_RV family_count_encryption(token *t, CK_OBJECT_HANDLE row) CUSTOS_WUR;
+/* The same, giving this encryption's number (unique per key). */
+CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq) CUSTOS_WUR;
+void family_counters_free_locked(token *t);
+
 /* Load (or make, for a token from before schema 2) the token-wide PIN
  * salt into t->pin_salt. Called with t->lock held, store open. */
 CK_RV login_load_salt(token *t) CUSTOS_WUR;

@@ -39,7 +39,15 @@ CK_RV core_generate_key(session *s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_U
     ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
     GUARD_OUT(crypto_random(v, len));
     GUARD_OUT(schema_set_value(&l, v, len));
-    GUARD_OUT(object_add(s, &l, out));
+    if (attr_find(&l, CKA_CUSTOS_FAMILY) != NULL) {
+        /* Version 1 of a key family (docs/key-families.md). */
+        CK_ATTRIBUTE unless;
+        char id[160];
+        GUARD_OUT(family_prepare_new(s, t, n, &l, &unless, id, sizeof(id)));
+        GUARD_OUT(object_add_guarded(s, &l, &unless, 0, NULL, 0, out));
+    } else {
+        GUARD_OUT(object_add(s, &l, out));
+    }
 out:
     secmem_free(v, len);
     attr_list_free(&l);
@@ -104,6 +112,32 @@ static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, me
     return object_get(s, h, obj);
 }
 
+CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, uint8_t *kv,
+                           size_t cap, size_t *kvlen, object **kobj)
+{
+    struct wrap_check w;
+    object *wo = NULL, *ko = NULL;
+    CK_RV rv;
+
+    memset(&w, 0, sizeof(w));
+    *kobj = NULL;
+    GUARD(object_get(s, wrapping, &wo));
+    GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
+    rv = object_get(s, key, &ko);
+    ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
+    GUARD_OUT(rv);
+    audit_note_resource(s, s->tok, ko);
+    GUARD_OUT(object_with_attrs(s->tok, ko, wrappable_locked, &w));
+    GUARD_OUT(object_key_copy(s->tok, ko, kv, cap, kvlen));
+    *kobj = ko;
+    ko = NULL;
+out:
+    free(w.wrap_template.value);
+    object_unref(wo);
+    object_unref(ko);
+    return rv;
+}
+
 CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
                     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
@@ -124,13 +158,7 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     rv = wrapping_key(s, wrapping, d, MECH_OP_WRAP, &k, kek, &wo);
     keklen = k.len;
     GUARD_OUT(rv);
-    GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
-    rv = object_get(s, key, &ko);
-    ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
-    GUARD_OUT(rv);
-    audit_note_resource(s, s->tok, ko);
-    GUARD_OUT(object_with_attrs(s->tok, ko, wrappable_locked, &w));
-    GUARD_OUT(object_key_copy(s->tok, ko, kv, sizeof(kv), &kvlen));
+    GUARD_OUT(core_wrappable_value(s, wrapping, key, kv, sizeof(kv), &kvlen, &ko));
     size_t need = d->ops->wrapped_len(d, m, kvlen);
     ENSURE_OUT(need > 0, CKR_KEY_SIZE_RANGE);
     switch (out_prepare(need, out, outlen)) {
@@ -165,12 +193,13 @@ static CK_RV unwrap_template_locked(attr_list *l, void *arg)
     return CKR_OK;
 }
 
-CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
-                      CK_BYTE_PTR wrapped, CK_ULONG wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-                      CK_OBJECT_HANDLE_PTR out)
+/* The unwrap of C_UnwrapKey (a wrap mechanism) and of
+ * C_UnwrapKeyAuthenticated (an AEAD decryption, aead = true). */
+static CK_RV unwrap_common(session *s, CK_MECHANISM_PTR m, const mech_desc *d, bool aead,
+                           CK_OBJECT_HANDLE unwrapping, CK_BYTE_PTR wrapped, CK_ULONG wrappedlen,
+                           CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR out)
 {
     CK_RV rv;
-    const mech_desc *d;
     uint8_t kek[KEY_MAX_BYTES];
     size_t keklen = 0, vlen = 0;
     uint8_t *v = NULL;
@@ -180,12 +209,10 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
     CK_ATTRIBUTE *merged = NULL;
     CK_ULONG mn = 0;
     attr_list l;
+    mech_ctx *ctx = NULL;
 
     memset(&ut, 0, sizeof(ut));
     attr_list_init(&l);
-    if (s->ev != NULL)
-        s->ev->mech = m->mechanism;
-    GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
     GUARD(op_role(s->tok, MECH_OP_UNWRAP));
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
     rv = wrapping_key(s, unwrapping, d, MECH_OP_UNWRAP, &k, kek, &uo);
@@ -203,13 +230,26 @@ CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrappin
                  (const char *)lab->value);
     v = secmem_alloc(vcap ? vcap : 1);
     ENSURE_OUT(v != NULL, CKR_HOST_MEMORY);
-    GUARD_OUT(d->ops->unwrap(d, m, &k, wrapped, wrappedlen, v, &vlen));
+    if (aead) {
+        /* A wrong tag, AAD or IV: the wrapped key is not this context's. */
+        GUARD_OUT(d->ops->init(d, m, MECH_OP_DECRYPT, &k, &ctx));
+        rv = d->ops->oneshot(ctx, wrapped, wrappedlen, v, &vlen);
+        if (rv == CKR_ENCRYPTED_DATA_INVALID)
+            rv = CKR_WRAPPED_KEY_INVALID;
+        else if (rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
+            rv = CKR_WRAPPED_KEY_LEN_RANGE;
+        GUARD_OUT(rv);
+    } else {
+        GUARD_OUT(d->ops->unwrap(d, m, &k, wrapped, wrappedlen, v, &vlen));
+    }
     rv = schema_set_value(&l, v, vlen);
     /* The data unwrapped to a value this key type cannot have. */
     ENSURE_OUT(rv != CKR_KEY_SIZE_RANGE, CKR_WRAPPED_KEY_INVALID);
     GUARD_OUT(rv);
     GUARD_OUT(object_add(s, &l, out));
 out:
+    if (ctx != NULL)
+        d->ops->free(ctx);
     secmem_wipe(kek, keklen);
     secmem_free(v, vcap ? vcap : 1);
     free(ut.value);
@@ -217,4 +257,26 @@ out:
     attr_list_free(&l);
     object_unref(uo);
     return rv;
+}
+
+CK_RV core_unwrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                      CK_BYTE_PTR wrapped, CK_ULONG wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR out)
+{
+    const mech_desc *d;
+    if (s->ev != NULL)
+        s->ev->mech = m->mechanism;
+    GUARD(op_mech(m, MECH_OP_UNWRAP, &d));
+    return unwrap_common(s, m, d, false, unwrapping, wrapped, wrappedlen, t, n, out);
+}
+
+CK_RV core_unwrap_with(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                       const uint8_t *wrapped, size_t wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                       CK_OBJECT_HANDLE_PTR out)
+{
+    const mech_desc *d = mech_find(m->mechanism);
+    ENSURE(d != NULL && d->ops->init != NULL && d->ops->oneshot != NULL, CKR_MECHANISM_INVALID);
+    if (d->ops->check_param != NULL)
+        GUARD(d->ops->check_param(d, m, MECH_OP_DECRYPT));
+    return unwrap_common(s, m, d, true, unwrapping, (CK_BYTE_PTR)wrapped, wrappedlen, t, n, out);
 }

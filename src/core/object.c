@@ -129,6 +129,17 @@ static CK_RV load_locked(token *t, CK_OBJECT_HANDLE h, object **out)
     return CKR_OK;
 }
 
+CK_RV object_load_row_locked(token *t, CK_OBJECT_HANDLE row, object **out)
+{
+    object *o;
+    GUARD(load_locked(t, row, &o));
+    atomic_fetch_add(&o->refs, 1);
+    *out = o;
+    return CKR_OK;
+}
+
+CK_RV object_open_locked(token *t, object *o) { return open_sealed_locked(t, o); }
+
 CK_OBJECT_HANDLE object_client_handle(const token *t, CK_OBJECT_HANDLE row, bool is_private)
 {
     if (!is_private)
@@ -211,13 +222,27 @@ static CK_RV may_write(session *s, bool is_token, bool is_private)
 
 CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
 {
+    return object_add_guarded(s, attrs, NULL, 0, NULL, 0, out);
+}
+
+CK_RV object_add_guarded(session *s, attr_list *attrs, const CK_ATTRIBUTE *unless,
+                         CK_OBJECT_HANDLE upd_row, const store_attr *upd, size_t upd_n,
+                         CK_OBJECT_HANDLE *out)
+{
+    GUARD(may_write(s, attr_bool(attrs, CKA_TOKEN, false), attr_bool(attrs, CKA_PRIVATE, false)));
+    return object_add_internal(s, attrs, unless, upd_row, upd, upd_n, out);
+}
+
+CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unless,
+                          CK_OBJECT_HANDLE upd_row, const store_attr *upd, size_t upd_n,
+                          CK_OBJECT_HANDLE *out)
+{
     token *t = s->tok;
     CK_RV rv = CKR_OK;
     store_attr *sa = NULL;
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
 
     bool is_token = attr_bool(attrs, CKA_TOKEN, false);
-    GUARD(may_write(s, is_token, attr_bool(attrs, CKA_PRIVATE, false)));
     /* sec. 4.4.1 CKA_UNIQUE_ID: set by the token, once, for every new
      * object (copies included): 128 random bits in hex. */
     uint8_t rnd[16];
@@ -232,6 +257,7 @@ CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
 
     pthread_mutex_lock(&t->lock);
     if (!is_token) {
+        ENSURE_OUT(unless == NULL, CKR_TEMPLATE_INCONSISTENT);
         h = o->handle = SESSION_OBJECT_BIT | t->next_sobj++;
         o->owner = s->handle;
         ENSURE_OUT(hmap_put(&t->sobjs, h, o), CKR_HOST_MEMORY);
@@ -252,7 +278,11 @@ CK_RV object_add(session *s, attr_list *attrs, CK_OBJECT_HANDLE *out)
     }
     ENSURE_OUT(!secret || t->mk != NULL, CKR_USER_NOT_LOGGED_IN);
     /* On disk before CKR_OK: store_object_insert commits durably. */
-    GUARD_OUT(store_object_insert(t->st, t->mk, sa, o->attrs.n, &h));
+    if (unless != NULL)
+        GUARD_OUT(store_object_insert_unless(t->st, t->mk, sa, o->attrs.n, unless, upd_row, upd,
+                                             upd_n, &h));
+    else
+        GUARD_OUT(store_object_insert(t->st, t->mk, sa, o->attrs.n, &h));
     if (h > HANDLE_ROW_MASK) {
         /* Four billion objects made in this token: handles would collide. */
         rv = store_object_delete(t->st, h);
@@ -337,6 +367,20 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
     GUARD(object_get(s, h, &o));
     audit_note_key(s, tok, o, NULL);
     GUARD_OUT(may_write(s, o->is_token, o->is_private));
+    /* Key-family policy is the admin's (docs/roles.md). */
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_ATTRIBUTE_TYPE ty = t[i].type;
+        if (ty == CKA_CUSTOS_STATE || ty == CKA_CUSTOS_ROTATION_PERIOD ||
+            ty == CKA_CUSTOS_NOT_AFTER || ty == CKA_CUSTOS_ALLOWED_USERS)
+            ENSURE_OUT(tok->roles & CUSTOS_ROLE_ADMIN, CKR_ACTION_PROHIBITED);
+        if (ty == CKA_CUSTOS_STATE) {
+            CK_ULONG st = 0;
+            if (t[i].pValue != NULL && t[i].ulValueLen == sizeof(st))
+                memcpy(&st, t[i].pValue, sizeof(st));
+            ENSURE_OUT(st >= CUSTOS_STATE_ACTIVE && st <= CUSTOS_STATE_PENDING_DESTRUCTION,
+                       CKR_ATTRIBUTE_VALUE_INVALID);
+        }
+    }
     struct apply_args a = { tok, o, TMPL_SET, t, n, &l };
     GUARD_OUT(object_with_attrs(tok, o, apply_locked, &a));
     pthread_mutex_lock(&tok->lock);
@@ -435,10 +479,32 @@ static CK_RV get_locked(attr_list *l, void *arg)
     return schema_get(l, g->t, g->n);
 }
 
+/* CKA_CUSTOS_ENCRYPT_COUNT is the store's counter (every process's
+ * reservations), read when asked for. */
+static void refresh_count(token *t, object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+    char name[32];
+    uint64_t v;
+    for (CK_ULONG i = 0; i < n; i++) {
+        if (tmpl[i].type != CKA_CUSTOS_ENCRYPT_COUNT || !o->is_token)
+            continue;
+        snprintf(name, sizeof(name), "enc:%llu", (unsigned long long)o->handle);
+        if (store_counter_get(t->st, name, &v) == CKR_OK) {
+            pthread_mutex_lock(&t->lock);
+            if (attr_find(&o->attrs, CKA_CUSTOS_ENCRYPT_COUNT) != NULL &&
+                attr_set_ulong(&o->attrs, CKA_CUSTOS_ENCRYPT_COUNT, (CK_ULONG)v) != CKR_OK)
+                v = 0;
+            pthread_mutex_unlock(&t->lock);
+        }
+        break;
+    }
+}
+
 CK_RV core_get_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
     object *o;
     GUARD(object_get(s, h, &o));
+    refresh_count(s->tok, o, t, n);
     struct get_args g = { t, n };
     CK_RV rv = object_with_attrs(s->tok, o, get_locked, &g);
     object_unref(o);

@@ -71,6 +71,13 @@ struct key_check {
     CK_MECHANISM_TYPE mech;
 };
 
+/* Uses that protect new data: the ones a rotated-out or expired key may no
+ * longer do (docs/key-families.md). */
+static bool protects(CK_ATTRIBUTE_TYPE usage)
+{
+    return usage == CKA_ENCRYPT || usage == CKA_SIGN || usage == CKA_WRAP;
+}
+
 /* Is this key fit for the mechanism and the use (sec. 5.8 C_EncryptInit
  * return values)? Runs under the token lock. */
 static CK_RV check_key_locked(attr_list *l, void *arg)
@@ -92,7 +99,7 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
         }
         ENSURE(ok, CKR_KEY_FUNCTION_NOT_PERMITTED);
     }
-    return CKR_OK;
+    return family_check_use_locked(l, protects(k->usage));
 }
 
 /* Check a key object for a mechanism and copy its bytes into buf. */
@@ -109,6 +116,10 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
         audit_note_key(s, s->tok, o, ak);
     struct key_check k = { d, usage, d->type };
     rv = object_with_attrs(s->tok, o, check_key_locked, &k);
+    /* The first protecting use after a family's rotation period rotates
+     * it; this operation still uses the key the caller named. */
+    if (rv == CKR_OK && protects(usage))
+        rv = family_maybe_rotate(s, o);
     if (rv == CKR_OK)
         rv = object_key_copy(s->tok, o, kbuf, KEY_MAX_BYTES, &len);
     key->bytes = kbuf;
@@ -143,6 +154,15 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
         GUARD_OUT(rv);
     }
     token *t = s->tok;
+    if (kind == MECH_OP_ENCRYPT && d->ops->aad != NULL) {
+        /* An AEAD with an IV the caller chose (docs/mechanisms.md). */
+        if (lib.cfg.caller_iv_refuse) {
+            audit_note_denied(s, "caller-supplied IV refused by policy");
+            rv = CKR_ACTION_PROHIBITED;
+            goto out;
+        }
+        GUARD_OUT(family_count_encryption(t, o->key.handle));
+    }
     if (kind == MECH_OP_DECRYPT && t->audit != NULL &&
         audit_decrypt_alert(t->audit, t->user, o->key.handle, o->key.label)) {
         audit_note_denied(s, "decrypt rate alert");

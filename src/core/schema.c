@@ -73,11 +73,14 @@ static const schema_row SECRET_KEY[] = {
     { CKA_UNWRAP_TEMPLATE,   KIND_ATTRS, 0,                         DFLT_EMPTY },
     { CKA_DERIVE_TEMPLATE,   KIND_ATTRS, 0,                         DFLT_EMPTY },
 
-    { CKA_CUSTOS_FAMILY,          KIND_UTF8,  F_MODIFY,    DFLT_NONE },
-    { CKA_CUSTOS_VERSION,         KIND_ULONG, F_MODIFY,    DFLT_NONE },
-    { CKA_CUSTOS_STATE,           KIND_ULONG, F_MODIFY,    DFLT_NONE },
-    { CKA_CUSTOS_CREATED,         KIND_ULONG, F_MODIFY,    DFLT_NONE },
-    { CKA_CUSTOS_ROTATED,         KIND_ULONG, F_MODIFY,    DFLT_NONE },
+    /* Key families (docs/key-families.md): the name is given once; the
+     * version, the times and the state are the token's to set (the state
+     * may then be changed by an admin: suspend, resume). */
+    { CKA_CUSTOS_FAMILY,          KIND_UTF8,  0,           DFLT_NONE },
+    { CKA_CUSTOS_VERSION,         KIND_ULONG, F_TOKEN_SET, DFLT_NONE },
+    { CKA_CUSTOS_STATE,           KIND_ULONG, F_TOKEN_SET | F_MODIFY, DFLT_NONE },
+    { CKA_CUSTOS_CREATED,         KIND_ULONG, F_TOKEN_SET, DFLT_NONE },
+    { CKA_CUSTOS_ROTATED,         KIND_ULONG, F_TOKEN_SET, DFLT_NONE },
     { CKA_CUSTOS_NOT_AFTER,       KIND_ULONG, F_MODIFY,    DFLT_NONE },
     { CKA_CUSTOS_ROTATION_PERIOD, KIND_ULONG, F_MODIFY,    DFLT_NONE },
     { CKA_CUSTOS_ENCRYPT_COUNT,   KIND_ULONG, F_TOKEN_SET, DFLT_ZERO },

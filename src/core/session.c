@@ -42,6 +42,8 @@ void session_reset_ops(session *s)
         s->ops[i].spare = NULL;
         s->ops[i].spare_ops = NULL;
     }
+    msg_end(&s->msg[0]);
+    msg_end(&s->msg[1]);
     free(s->find.handles);
     memset(&s->find, 0, sizeof(s->find));
 }

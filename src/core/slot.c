@@ -30,6 +30,7 @@ static token *token_new(CK_SLOT_ID id)
     pthread_mutex_init(&t->lock, NULL);
     hmap_init(&t->cache);
     hmap_init(&t->sobjs);
+    hmap_init(&t->counters);
     t->next_sobj = 1;
     return t;
 }
@@ -47,6 +48,7 @@ void token_free(token *t)
         object_unref(val);
     hmap_free(&t->sobjs);
     hmap_free(&t->cache);
+    family_counters_free_locked(t);
     audit_close(t->audit);
     t->audit = NULL;
     store_close(t->st);

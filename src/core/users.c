@@ -197,3 +197,24 @@ out:
     store_user_names_free(names, n);
     return rv;
 }
+
+/* ---- key-family rotation on demand (docs/key-families.md) ----------------- */
+
+CK_RV core_key_rotate(session *s, const CK_UTF8CHAR *family, CK_ULONG len, CK_ULONG_PTR version)
+{
+    char self[64], name[64];
+    GUARD(admin_mk(s, true, NULL, self));
+    ENSURE(family != NULL && len > 0 && len < sizeof(name) && memchr(family, '\0', len) == NULL,
+           CKR_ARGUMENTS_BAD);
+    memcpy(name, family, len);
+    name[len] = '\0';
+    audit_note_target(s, name);
+    return family_rotate(s, name, version != NULL ? *version : 0, version);
+}
+
+CK_RV core_key_rotate_due(session *s, CK_ULONG_PTR rotated)
+{
+    char self[64];
+    GUARD(admin_mk(s, true, NULL, self));
+    return family_rotate_due(s, rotated);
+}

@@ -1,11 +1,23 @@
-/* AEAD on a reusable EVP_CIPHER_CTX: AES-GCM (NIST SP 800-38D) and
- * ChaCha20-Poly1305 (RFC 8439), plus the one-shot seal used for secrets at
+/* AEAD on a reusable EVP_CIPHER_CTX: AES-GCM (NIST SP 800-38D),
+ * ChaCha20-Poly1305 (RFC 8439) and XChaCha20-Poly1305
+ * (draft-irtf-cfrg-xchacha-03), plus the one-shot seal used for secrets at
  * rest. The context is allocated once; each init only loads key and IV, so
- * an operation costs what raw OpenSSL costs: no allocation, no fetch. */
+ * an operation costs what raw OpenSSL costs: no allocation, no fetch.
+ *
+ * Why libsodium as well: XChaCha20-Poly1305 needs HChaCha20 to turn the key
+ * and the first 16 nonce bytes into a subkey, and OpenSSL 3.0 offers no
+ * HChaCha20. Custos never implements a primitive itself, so it takes
+ * exactly one function from libsodium (Debian's libsodium23, a widely
+ * reviewed and maintained library): crypto_core_hchacha20(). Everything
+ * else, the ChaCha20 keystream and Poly1305 included, stays on OpenSSL. */
 #include "crypto/internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <openssl/core_names.h>
+#include <sodium/core.h>
+#include <sodium/crypto_core_hchacha20.h>
 
 #include "util/secmem.h"
 
@@ -13,6 +25,10 @@
 #define GCM_IV_MAX 128
 #define CHACHA_KEY_LEN 32
 #define CHACHA_IV_LEN 12
+#define XCHACHA_IV_LEN 24
+/* draft-irtf-cfrg-xchacha-03 sec. 2.3: HChaCha20 takes nonce[0..15]; the
+ * ChaCha20 nonce is four zero bytes then nonce[16..23]. */
+#define HCHACHA_IN_LEN 16
 #define TAG_MAX 16
 #define TAG_MIN 4
 #define SEAL_NONCE_LEN 12
@@ -59,15 +75,47 @@ static CK_RV pick(const crypto_lib *lib, crypto_aead_alg alg, size_t keylen, siz
         *cipher = lib->cipher[CI_GCM + i];
         return CKR_OK;
     }
-    if (alg == AEAD_CHACHA20_POLY1305) {
+    if (alg == AEAD_CHACHA20_POLY1305 || alg == AEAD_XCHACHA20_POLY1305) {
         ENSURE(keylen == CHACHA_KEY_LEN, CKR_KEY_SIZE_RANGE);
-        ENSURE(ivlen == CHACHA_IV_LEN, CKR_MECHANISM_PARAM_INVALID);
+        ENSURE(ivlen == (alg == AEAD_CHACHA20_POLY1305 ? CHACHA_IV_LEN : XCHACHA_IV_LEN),
+               CKR_MECHANISM_PARAM_INVALID);
         *cipher = lib->cipher[CI_CHACHA_POLY];
         return CKR_OK;
     }
-    /* XChaCha20-Poly1305 needs HChaCha20, which OpenSSL 3.0 does not offer,
-     * and Custos does not implement primitives itself. */
     return CKR_MECHANISM_INVALID;
+}
+
+/* libsodium asks for sodium_init() before any other call. It is done once
+ * per process (pthread_once: thread-safe, nothing on the hot path but one
+ * load), at the first XChaCha operation; a child after fork inherits it. */
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static int sodium_rc = -1;
+
+static void sodium_start(void)
+{
+    sodium_rc = sodium_init();
+}
+
+/* XChaCha20-Poly1305 is ChaCha20-Poly1305 under a subkey: HChaCha20(key,
+ * nonce[0..15]) with the 96-bit nonce 00000000 || nonce[16..23]
+ * (draft-irtf-cfrg-xchacha-03 sec. 2.3). The subkey is as secret as the
+ * key, so both stack copies are wiped before returning. */
+static CK_RV xchacha_load(crypto_aead *a, bool encrypt, const uint8_t *key, const uint8_t *iv)
+{
+    CK_RV rv = CKR_OK;
+    uint8_t subkey[CHACHA_KEY_LEN];
+    uint8_t nonce[CHACHA_IV_LEN] = { 0 };
+
+    pthread_once(&sodium_once, sodium_start);
+    ENSURE(sodium_rc >= 0, CKR_FUNCTION_FAILED);
+    ENSURE_OUT(crypto_core_hchacha20(subkey, iv, key, NULL) == 0, CKR_FUNCTION_FAILED);
+    memcpy(nonce + 4, iv + HCHACHA_IN_LEN, XCHACHA_IV_LEN - HCHACHA_IN_LEN);
+    if (EVP_CipherInit_ex2(a->ctx, NULL, subkey, nonce, encrypt, NULL) != 1)
+        rv = crypto_fail(CKR_FUNCTION_FAILED);
+out:
+    secmem_wipe(subkey, sizeof(subkey));
+    secmem_wipe(nonce, sizeof(nonce));
+    return rv;
 }
 
 CK_RV crypto_aead_init(crypto_aead *a, crypto_aead_alg alg, bool encrypt,
@@ -90,22 +138,31 @@ CK_RV crypto_aead_init(crypto_aead *a, crypto_aead_alg alg, bool encrypt,
         a->cipher = cipher;
         a->ivlen = (size_t)EVP_CIPHER_get_iv_length(cipher);
     }
-    if (ivlen != a->ivlen) {
-        /* SP 800-38D sec. 8.2: IVs other than 96 bits go through GHASH;
-         * the length must be set before the IV is loaded. */
-        OSSL_PARAM p[] = {
-            OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen),
-            OSSL_PARAM_construct_end(),
-        };
-        if (EVP_CIPHER_CTX_set_params(a->ctx, p) != 1) {
+    if (alg == AEAD_XCHACHA20_POLY1305) {
+        /* The cipher is ChaCha20-Poly1305 with its fixed 12-byte nonce. */
+        CK_RV rv = xchacha_load(a, encrypt, key, iv);
+        if (rv != CKR_OK) {
             a->cipher = NULL;
-            return crypto_fail(CKR_MECHANISM_PARAM_INVALID);
+            return rv;
         }
-        a->ivlen = ivlen;
-    }
-    if (EVP_CipherInit_ex2(a->ctx, NULL, key, iv, encrypt, NULL) != 1) {
-        a->cipher = NULL;
-        return crypto_fail(CKR_FUNCTION_FAILED);
+    } else {
+        if (ivlen != a->ivlen) {
+            /* SP 800-38D sec. 8.2: IVs other than 96 bits go through GHASH;
+             * the length must be set before the IV is loaded. */
+            OSSL_PARAM p[] = {
+                OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen),
+                OSSL_PARAM_construct_end(),
+            };
+            if (EVP_CIPHER_CTX_set_params(a->ctx, p) != 1) {
+                a->cipher = NULL;
+                return crypto_fail(CKR_MECHANISM_PARAM_INVALID);
+            }
+            a->ivlen = ivlen;
+        }
+        if (EVP_CipherInit_ex2(a->ctx, NULL, key, iv, encrypt, NULL) != 1) {
+            a->cipher = NULL;
+            return crypto_fail(CKR_FUNCTION_FAILED);
+        }
     }
     a->alg = alg;
     a->encrypt = encrypt;
@@ -148,11 +205,12 @@ CK_RV crypto_aead_update(crypto_aead *a, const uint8_t *in, size_t inlen, uint8_
     return feed(a, in, inlen, out);
 }
 
-/* RFC 8439 defines only the full 16-byte Poly1305 tag; GCM allows 4..16
- * (SP 800-38D sec. 5.2.1.2; 4 and 8 only under its Appendix C limits). */
+/* RFC 8439 defines only the full 16-byte Poly1305 tag (XChaCha too); GCM
+ * allows 4..16 (SP 800-38D sec. 5.2.1.2; 4 and 8 only under its Appendix C
+ * limits). */
 static bool tag_ok(const crypto_aead *a, size_t taglen)
 {
-    if (a->alg == AEAD_CHACHA20_POLY1305)
+    if (a->alg != AEAD_AES_GCM)
         return taglen == TAG_MAX;
     return taglen >= TAG_MIN && taglen <= TAG_MAX;
 }

@@ -28,9 +28,9 @@ CK_RV crypto_random(void *buf, size_t len) CUSTOS_WUR;
 typedef enum crypto_aead_alg {
     AEAD_AES_GCM = 1,
     AEAD_CHACHA20_POLY1305 = 2,   /* 96-bit nonce, RFC 8439 */
-    AEAD_XCHACHA20_POLY1305 = 3,  /* 192-bit nonce (HChaCha20 subkey); OpenSSL
-                                  * 3.0 has no HChaCha20: for now init
-                                  * answers CKR_MECHANISM_INVALID */
+    AEAD_XCHACHA20_POLY1305 = 3,  /* 192-bit nonce: ChaCha20-Poly1305 under
+                                  * an HChaCha20 subkey (libsodium's, as
+                                  * OpenSSL 3.0 has none), 16-byte tag */
 } crypto_aead_alg;
 
 typedef struct crypto_aead crypto_aead;

@@ -26,6 +26,7 @@ extern const mech_ops mech_aes_wrap_ops;  /* aes_wrap.c: RFC 3394 and RFC 5649 *
 extern const mech_ops mech_aes_block_ops; /* aes_block.c: ECB, CBC, CBC-PAD, CTR */
 extern const mech_ops mech_digest_ops;    /* digest.c */
 extern const mech_ops mech_hmac_ops;      /* hmac.c */
+extern const mech_ops mech_chacha_ops;    /* chacha.c: ChaCha20- and XChaCha20-Poly1305 */
 
 /* Family constants behind mech_desc.family. Digest and HMAC rows point at a
  * crypto_md_alg; block rows at a crypto_block_mode; key-wrap rows at this. */

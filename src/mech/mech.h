@@ -1,7 +1,7 @@
 /* The mechanism table: one row per mechanism (designated initialisers in
  * mech/table.c), read by C_GetMechanismList/Info, by policy and by every
  * operation. A row points at the ops of its family (one file per family:
- * aes_gcm.c, aes_wrap.c, aes_block.c, digest.c, hmac.c). An operation a row
+ * aes_gcm.c, chacha.c, aes_wrap.c, aes_block.c, digest.c, hmac.c). An operation a row
  * has no function for answers CKR_MECHANISM_INVALID.
  * mech/ knows nothing of objects or sessions: it works on raw key bytes,
  * handed over by the core, and keeps its own per-operation state. */

@@ -113,16 +113,40 @@ static const mech_desc table[] = {
         .name = "CKM_AES_GCM",
         .min_key = 16,
         .max_key = 32,
-        .info_flags = CKF_ENCRYPT | CKF_DECRYPT,
+        .info_flags = CKF_ENCRYPT | CKF_DECRYPT | CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT |
+                      CKF_MULTI_MESSAGE,
         .key_types = { CKK_AES },
         .n_key_types = 1,
         .ops = &mech_aes_gcm_ops,
+    },
+    /* ChaCha20 keys have one size, 32 bytes (RFC 8439 sec. 2.3). */
+    {
+        .type = CKM_CHACHA20_KEY_GEN,
+        .name = "CKM_CHACHA20_KEY_GEN",
+        .min_key = 32,
+        .max_key = 32,
+        .info_flags = CKF_GENERATE,
+        .flags = MECH_KEYGEN,
+        .gen_key_type = CKK_CHACHA20,
+        .ops = &mech_keygen_ops,
     },
     AES_WRAP_ROW(CKM_AES_KEY_WRAP, kw_rfc3394, 0),
     /* 0x210A is RFC 5649 here, as in 2.40-era tokens and pkcs11-tool 0.23
      * (docs/mechanisms.md); deprecated by PKCS#11 3.x. */
     AES_WRAP_ROW(CKM_AES_KEY_WRAP_PAD, kw_rfc5649, MECH_DEPRECATED),
     AES_WRAP_ROW(CKM_AES_KEY_WRAP_KWP, kw_rfc5649, 0),
+    /* 96-bit nonce: RFC 8439; 192-bit nonce: XChaCha20-Poly1305 (chacha.c). */
+    {
+        .type = CKM_CHACHA20_POLY1305,
+        .name = "CKM_CHACHA20_POLY1305",
+        .min_key = 32,
+        .max_key = 32,
+        .info_flags = CKF_ENCRYPT | CKF_DECRYPT | CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT |
+                      CKF_MULTI_MESSAGE,
+        .key_types = { CKK_CHACHA20 },
+        .n_key_types = 1,
+        .ops = &mech_chacha_ops,
+    },
 };
 
 const mech_desc *mech_find(CK_MECHANISM_TYPE type)

@@ -98,6 +98,9 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         ok = parse_uint(value, 1000, 100000000, &p->pbkdf2_iter);
     } else if (!strcmp(section, "policy") && !strcmp(name, "legacy_modes")) {
         ok = parse_bool(value, &c->legacy_modes);
+    } else if (!strcmp(section, "policy") && !strcmp(name, "caller_iv")) {
+        ok = !strcmp(value, "count") || !strcmp(value, "refuse");
+        c->caller_iv_refuse = !strcmp(value, "refuse");
     } else if (!strcmp(section, "audit") && !strcmp(name, "enabled")) {
         ok = parse_bool(value, &c->audit.enabled);
     } else if (!strcmp(section, "audit") && !strcmp(name, "required")) {

@@ -15,6 +15,7 @@
  *   pbkdf2_iterations = 600000      ; OWASP 2023 for PBKDF2-HMAC-SHA256 (>= 1000)
  *   [policy]
  *   legacy_modes = no               ; yes: allow unauthenticated AES ECB/CBC/CTR
+ *   caller_iv = count               ; count | refuse: caller IVs at C_EncryptInit
  *   [audit]
  *   enabled = yes                   ; the audit trail (docs/audit.md)
  *   required = no                   ; yes: refuse what cannot be recorded
@@ -45,6 +46,7 @@ typedef struct custos_config {
     unsigned pin_max_len;
     crypto_kdf_params kdf;        /* for PINs set from now on */
     bool legacy_modes;
+    bool caller_iv_refuse;        /* [policy] caller_iv = refuse */
     audit_policy audit;
 } custos_config;
 

@@ -43,6 +43,7 @@ enum store_stmt {
     S_AUDIT_HEAD_GET,
     S_AUDIT_HEAD_PUT,
     S_ATTR_GET,
+    S_ATTR_EXISTS,
     S_COUNT_
 };
 

@@ -47,6 +47,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_USER_BY_LOOKUP] = "SELECT name FROM users WHERE user_type = ?1 AND lookup = ?2",
     [S_USER_NAMES] = "SELECT name FROM users ORDER BY name",
     [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+    [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND sealed = 0 LIMIT 1",
     [S_ATTR_GET] = "SELECT value FROM attrs WHERE handle = ?1 AND type = ?2 AND sealed = 0",
     [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
     [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
@@ -1412,6 +1413,128 @@ CK_RV store_object_attr(store *st, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, u
         memcpy(buf, sqlite3_column_blob(s, 0), *len);
 out:
     sqlite3_reset(s);
+    unlock(st);
+    return rv;
+}
+
+/* ---- guarded inserts and counters (key families, nonce discipline) ------- */
+
+CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
+                                 const CK_ATTRIBUTE *unless, CK_OBJECT_HANDLE upd_h,
+                                 const store_attr *upd, size_t upd_n, CK_OBJECT_HANDLE *out)
+{
+    sqlite3_stmt *s = NULL;
+    CK_OBJECT_HANDLE h;
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && out != NULL && unless != NULL, CKR_ARGUMENTS_BAD);
+    ENSURE(unless->pValue != NULL || unless->ulValueLen == 0, CKR_ARGUMENTS_BAD);
+    GUARD(check_attrs(mk, attrs, n));
+    GUARD(check_attrs(mk, upd, upd_n));
+    lock(st);
+    GUARD_OUT(begin_write(st));
+    GUARD_OUT(stmt(st, S_ATTR_EXISTS, &s));
+    GUARD_OUT(bind_int(s, 1, (int64_t)unless->type));
+    GUARD_OUT(bind_blob(s, 2, unless->ulValueLen ? unless->pValue : "", unless->ulValueLen));
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+    ENSURE_OUT(rc == SQLITE_DONE, CKR_ACTION_PROHIBITED);
+    if (upd_h != 0) {
+        GUARD_OUT(stmt(st, S_OBJ_EXISTS, &s));
+        GUARD_OUT(bind_int(s, 1, (int64_t)upd_h));
+        rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+        ENSURE_OUT(rc == SQLITE_ROW, CKR_OBJECT_HANDLE_INVALID);
+        GUARD_OUT(put_attrs_locked(st, mk, upd_h, upd, upd_n));
+    }
+    GUARD_OUT(stmt(st, S_OBJ_INSERT, &s));
+    GUARD_OUT(bind_int(s, 1, (int64_t)time(NULL)));
+    GUARD_OUT(run(s));
+    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->db);
+    GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
+    GUARD_OUT(commit(st));
+    *out = h;
+out:
+    if (rv != CKR_OK)
+        rollback(st);
+    unlock(st);
+    return rv;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* The counter's value, read inside the caller's lock (and transaction). */
+static CK_RV counter_read_locked(store *st, const char *key, uint64_t *v)
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+    GUARD(stmt(st, S_META_GET, &s));
+    GUARD_OUT(bind_text(s, 1, key));
+    int rc = sqlite3_step(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
+    *v = 0;
+    if (rc == SQLITE_ROW) {
+        ENSURE_OUT(sqlite3_column_bytes(s, 0) == 8, CKR_DEVICE_ERROR);
+        *v = be64(sqlite3_column_blob(s, 0));
+    }
+    rv = CKR_OK;
+out:
+    sqlite3_reset(s);
+    return rv;
+}
+
+CK_RV store_counter_add(store *st, const char *name, uint64_t n, uint64_t limit, uint64_t *granted,
+                        uint64_t *after)
+{
+    sqlite3_stmt *s = NULL;
+    char key[80];
+    uint8_t buf[8];
+    uint64_t v;
+    CK_RV rv;
+
+    ENSURE(st != NULL && name != NULL && granted != NULL && after != NULL, CKR_ARGUMENTS_BAD);
+    ENSURE((size_t)snprintf(key, sizeof(key), "counter:%s", name) < sizeof(key), CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(begin_write(st));
+    GUARD_OUT(counter_read_locked(st, key, &v));
+    *granted = v >= limit ? 0 : (limit - v < n ? limit - v : n);
+    v += *granted;
+    put_be64(buf, v);
+    GUARD_OUT(stmt(st, S_META_PUT, &s));
+    GUARD_OUT(bind_text(s, 1, key));
+    GUARD_OUT(bind_blob(s, 2, buf, sizeof(buf)));
+    GUARD_OUT(run(s));
+    GUARD_OUT(commit(st));
+    *after = v;
+out:
+    if (rv != CKR_OK)
+        rollback(st);
+    unlock(st);
+    return rv;
+}
+
+CK_RV store_counter_get(store *st, const char *name, uint64_t *value)
+{
+    char key[80];
+    ENSURE(st != NULL && name != NULL && value != NULL, CKR_ARGUMENTS_BAD);
+    ENSURE((size_t)snprintf(key, sizeof(key), "counter:%s", name) < sizeof(key), CKR_ARGUMENTS_BAD);
+    lock(st);
+    CK_RV rv = counter_read_locked(st, key, value);
     unlock(st);
     return rv;
 }

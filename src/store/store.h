@@ -132,6 +132,24 @@ typedef struct store_object {
  * CKR_USER_NOT_LOGGED_IN, and nothing is written). */
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
                           size_t n, CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+/* store_object_insert, guarded and combined, for key-family rotation
+ * (docs/key-families.md): in ONE durable write transaction, insert the new
+ * object unless an object already has attribute `unless` (checked under
+ * the write lock, so that of racing processes exactly one inserts), and
+ * write `upd` into the existing object upd_h (0: none).
+ * CKR_ACTION_PROHIBITED, with nothing written, when `unless` matched. */
+CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
+                                 const CK_ATTRIBUTE *unless, CK_OBJECT_HANDLE upd_h,
+                                 const store_attr *upd, size_t upd_n,
+                                 CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+/* Add n to the named counter (kept in meta, 8 bytes big-endian) atomically
+ * across processes, but never beyond limit: *granted gets how much was
+ * added (0..n) and *after the counter's value after it. */
+CK_RV store_counter_add(store *st, const char *name, uint64_t n, uint64_t limit,
+                        uint64_t *granted, uint64_t *after) CUSTOS_WUR;
+/* The counter's value (0 when it was never added to). */
+CK_RV store_counter_get(store *st, const char *name, uint64_t *value) CUSTOS_WUR;
+
 /* CKR_OBJECT_HANDLE_INVALID when no such object. */
 CK_RV store_object_load(store *st, CK_OBJECT_HANDLE h, store_object *out) CUSTOS_WUR;
 void store_object_release(store_object *o);

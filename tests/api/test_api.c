@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
+int t_chacha_register(void); /* t_chacha.c */
+int t_families_register(void); /* t_families.c */
+
 static const struct {
     const char *name;
     int (*reg)(void);
@@ -16,7 +19,8 @@ static const struct {
     { "object", t_object_register },   { "cipher", t_cipher_register },
     { "keys", t_keys_register },       { "digest", t_digest_register },
     { "threads", t_threads_register }, { "fork", t_fork_register },
-    { "roles", t_roles_register },
+    { "roles", t_roles_register },     { "chacha", t_chacha_register },
+    { "families", t_families_register },
 };
 
 static int wanted(int argc, char **argv, const char *name)

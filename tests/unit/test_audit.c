@@ -777,7 +777,13 @@ static void test_export_filters_by_time_and_sequence(void)
     uint64_t last = 0;
     size_t len;
 
+    CU_ASSERT_EQUAL(audit_last_seq(path_of("tk.db"), &last), CKR_OK);
+    CU_ASSERT_EQUAL(last, 0);
+    CU_ASSERT_EQUAL(audit_last_seq(path_of("no-such-token.db"), &last), CKR_OK);
+    CU_ASSERT_EQUAL(last, 0);
     record_n(a, 5);
+    CU_ASSERT_EQUAL(audit_last_seq(path_of("tk.db"), &last), CKR_OK);
+    CU_ASSERT_EQUAL(last, 5);
     rows v = read_rows("tk.db");
     CU_ASSERT_EQUAL_FATAL(v.n, 5);
     snprintf(out, sizeof(out), "%s", path_of("export.jsonl"));

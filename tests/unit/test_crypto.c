@@ -1,6 +1,7 @@
 /* Unit tests for src/crypto/: published test vectors (NIST GCM spec, SP
- * 800-38A, RFC 8439, RFC 3394, RFC 5649, FIPS 180/202, RFC 4231, RFC 7914)
- * and the failures PKCS#11 clients must see (wrong tag, AAD, integrity). */
+ * 800-38A, RFC 8439, draft-irtf-cfrg-xchacha-03, RFC 3394, RFC 5649, FIPS
+ * 180/202, RFC 4231, RFC 7914) and the failures PKCS#11 clients must see
+ * (wrong tag, AAD, integrity). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -253,13 +254,79 @@ static void test_chacha20_poly1305_wrong_tag_or_aad_fails(void)
     crypto_aead_free(a);
 }
 
-static void test_xchacha20_poly1305_is_mechanism_invalid(void)
+/* ---- XChaCha20-Poly1305: draft-irtf-cfrg-xchacha-03 appendix A.3.1 (the
+ * RFC 8439 key, AAD and plaintext under a 192-bit nonce). */
+static void load_xchacha_draft(aead_io *io)
 {
-    uint8_t key[32] = { 0 }, iv[24] = { 0 };
+    load_rfc8439(io);
+    io->ivlen = unhex("404142434445464748494a4b4c4d4e4f5051525354555657", io->iv);
+    io->ctlen = unhex("bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb"
+                      "731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452"
+                      "2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
+                      "21f9664c97637da9768812f615c68b13b52e",
+                      io->ct);
+    io->taglen = unhex("c0875924c1c7987947deafd8780acf49", io->tag);
+}
+
+static void test_xchacha20_poly1305_matches_draft_a31(void)
+{
+    aead_io io, rfc;
     crypto_aead *a = NULL;
+    load_xchacha_draft(&io);
+    load_rfc8439(&rfc);
+    CU_ASSERT_EQUAL_FATAL(io.ivlen, 24);
+    CU_ASSERT_EQUAL_FATAL(io.ctlen, io.ptlen);
     CU_ASSERT_EQUAL_FATAL(crypto_aead_new(&a), CKR_OK);
-    CU_ASSERT_EQUAL(crypto_aead_init(a, AEAD_XCHACHA20_POLY1305, true, key, 32, iv, 24),
-                    CKR_MECHANISM_INVALID);
+    /* Alternating with plain ChaCha20-Poly1305 on one context: the subkey
+     * must never leak from one operation into the next. */
+    for (int round = 0; round < 4; round++) {
+        check_vector(a, AEAD_XCHACHA20_POLY1305, &io);
+        check_vector(a, AEAD_CHACHA20_POLY1305, &rfc);
+    }
+    crypto_aead_free(a);
+}
+
+static void test_xchacha20_poly1305_wrong_tag_aad_or_nonce_fails(void)
+{
+    aead_io io;
+    uint8_t out[HEXMAX], bad[16];
+    crypto_aead *a = NULL;
+    load_xchacha_draft(&io);
+    CU_ASSERT_EQUAL_FATAL(crypto_aead_new(&a), CKR_OK);
+    memcpy(bad, io.tag, 16);
+    bad[15] ^= 0x01;
+    CU_ASSERT_EQUAL(aead_decrypt(a, AEAD_XCHACHA20_POLY1305, &io, io.aad, io.aadlen, io.ct, bad,
+                                 16, out),
+                    CKR_ENCRYPTED_DATA_INVALID);
+    CU_ASSERT_EQUAL(aead_decrypt(a, AEAD_XCHACHA20_POLY1305, &io, NULL, 0, io.ct, io.tag, 16,
+                                 out),
+                    CKR_ENCRYPTED_DATA_INVALID);
+    /* The HChaCha20 half (nonce[0..15]) and the ChaCha20 half both count. */
+    io.iv[0] ^= 1;
+    CU_ASSERT_EQUAL(aead_decrypt(a, AEAD_XCHACHA20_POLY1305, &io, io.aad, io.aadlen, io.ct,
+                                 io.tag, 16, out),
+                    CKR_ENCRYPTED_DATA_INVALID);
+    io.iv[0] ^= 1;
+    io.iv[23] ^= 1;
+    CU_ASSERT_EQUAL(aead_decrypt(a, AEAD_XCHACHA20_POLY1305, &io, io.aad, io.aadlen, io.ct,
+                                 io.tag, 16, out),
+                    CKR_ENCRYPTED_DATA_INVALID);
+    io.iv[23] ^= 1;
+    /* Only the full 16-byte tag; 24-byte nonces and 32-byte keys only. */
+    CU_ASSERT_EQUAL(aead_decrypt(a, AEAD_XCHACHA20_POLY1305, &io, io.aad, io.aadlen, io.ct,
+                                 io.tag, 12, out),
+                    CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(crypto_aead_init(a, AEAD_XCHACHA20_POLY1305, true, io.key, 32, io.iv, 12),
+                    CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(crypto_aead_init(a, AEAD_XCHACHA20_POLY1305, true, io.key, 32, io.iv, 23),
+                    CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(crypto_aead_init(a, AEAD_CHACHA20_POLY1305, true, io.key, 32, io.iv, 24),
+                    CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(crypto_aead_init(a, AEAD_XCHACHA20_POLY1305, true, io.key, 16, io.iv, 24),
+                    CKR_KEY_SIZE_RANGE);
+    CU_ASSERT_EQUAL(crypto_aead_update(a, io.pt, 1, out), CKR_OPERATION_NOT_INITIALIZED);
+    /* ...and the context still works. */
+    check_vector(a, AEAD_XCHACHA20_POLY1305, &io);
     crypto_aead_free(a);
 }
 
@@ -814,7 +881,8 @@ static const cunit_case CASES[] = {
     CASE(test_gcm_tampered_ciphertext_is_encrypted_data_invalid),
     CASE(test_chacha20_poly1305_matches_rfc8439),
     CASE(test_chacha20_poly1305_wrong_tag_or_aad_fails),
-    CASE(test_xchacha20_poly1305_is_mechanism_invalid),
+    CASE(test_xchacha20_poly1305_matches_draft_a31),
+    CASE(test_xchacha20_poly1305_wrong_tag_aad_or_nonce_fails),
     CASE(test_aead_bad_key_and_iv_sizes_are_rejected),
     CASE(test_aead_operations_out_of_order_fail),
     CASE(test_aead_context_reused_for_many_operations),

@@ -1,6 +1,7 @@
 /* Unit tests for src/mech/: the mechanism table and every family, driven
  * only through mech/mech.h, against published test vectors (NIST GCM,
- * RFC 3394, RFC 5649, FIPS 180/202 "abc", RFC 4231, SP 800-38A). */
+ * RFC 3394, RFC 5649, FIPS 180/202 "abc", RFC 4231, SP 800-38A, RFC 8439,
+ * draft-irtf-cfrg-xchacha-03). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1172,6 +1173,408 @@ static void test_ctr_refuses_input_that_would_wrap_the_counter(void)
                                 sizeof(out), &n), CKR_OK);
 }
 
+/* ---- ChaCha20-Poly1305 and XChaCha20-Poly1305 ------------------------- */
+
+/* RFC 8439 sec. 2.8.2 and draft-irtf-cfrg-xchacha-03 appendix A.3.1: the
+ * same key, AAD and plaintext, a 96-bit and a 192-bit nonce. */
+#define CHA_K "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+#define CHA_A "50515253c0c1c2c3c4c5c6c7"
+#define CHA_P                                                                  \
+    "Ladies and Gentlemen of the class of '99: If I could offer you only one " \
+    "tip for the future, sunscreen would be it."
+#define CHA_N12 "070000004041424344454647"
+#define CHA_CT12                                                               \
+    "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6"         \
+    "3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36"         \
+    "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"         \
+    "3ff4def08e4b7a9de576d26586cec64b6116"                                     \
+    "1ae10b594f09e26a7e902ecbd0600691"
+#define CHA_N24 "404142434445464748494a4b4c4d4e4f5051525354555657"
+#define CHA_CT24                                                               \
+    "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb"         \
+    "731c7f1b0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b452"         \
+    "2f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"         \
+    "21f9664c97637da9768812f615c68b13b52e"                                     \
+    "c0875924c1c7987947deafd8780acf49"
+
+typedef struct cha_fixture {
+    uint8_t key[32], pt[128], aad[16], nonce[24], ct[160];
+    size_t ptlen, aadlen, noncelen, ctlen;
+    mech_key k;
+    CK_SALSA20_CHACHA20_POLY1305_PARAMS p;
+} cha_fixture;
+
+/* xchacha picks the 24-byte nonce; bits picks the standard's unit for
+ * ulNonceLen rather than the bytes NSS and pkcs11-tool send. */
+static void cha_setup(cha_fixture *f, bool xchacha, bool bits)
+{
+    memset(f, 0, sizeof(*f));
+    unhex(CHA_K, f->key);
+    f->ptlen = strlen(CHA_P);
+    memcpy(f->pt, CHA_P, f->ptlen);
+    f->aadlen = unhex(CHA_A, f->aad);
+    f->noncelen = unhex(xchacha ? CHA_N24 : CHA_N12, f->nonce);
+    f->ctlen = unhex(xchacha ? CHA_CT24 : CHA_CT12, f->ct);
+    f->k = (mech_key){ f->key, 32, CKK_CHACHA20 };
+    f->p = (CK_SALSA20_CHACHA20_POLY1305_PARAMS){ f->nonce, bits ? f->noncelen * 8 : f->noncelen,
+                                                  f->aad, f->aadlen };
+}
+
+static CK_RV cha_oneshot(cha_fixture *f, mech_op op, const uint8_t *in, size_t inlen,
+                         uint8_t *out, size_t cap, size_t *n)
+{
+    return run_oneshot(CKM_CHACHA20_POLY1305, &f->p, sizeof(f->p), op, &f->k, in, inlen, out,
+                       cap, n);
+}
+
+static CK_RV cha_check(void *p, CK_ULONG len)
+{
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_MECHANISM m = { CKM_CHACHA20_POLY1305, p, len };
+    return d->ops->check_param(d, &m, MECH_OP_ENCRYPT);
+}
+
+static void check_cha_known_answer(bool xchacha)
+{
+    cha_fixture f;
+    uint8_t out[160];
+    size_t n;
+
+    for (int bits = 0; bits < 2; bits++) {
+        cha_setup(&f, xchacha, bits);
+        CU_ASSERT_EQUAL_FATAL(f.ctlen, f.ptlen + 16);
+        memset(out, 0, sizeof(out));
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_ENCRYPT, f.pt, f.ptlen, out, sizeof(out), &n),
+                        CKR_OK);
+        CU_ASSERT_EQUAL(n, f.ctlen);
+        CU_ASSERT(memcmp(out, f.ct, f.ctlen) == 0);
+        memset(out, 0, sizeof(out));
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_OK);
+        CU_ASSERT_EQUAL(n, f.ptlen);
+        CU_ASSERT(memcmp(out, f.pt, f.ptlen) == 0);
+    }
+}
+
+static void test_chacha_rfc8439_known_answer_with_nonce_in_bits_and_bytes(void)
+{
+    check_cha_known_answer(false);
+}
+
+static void test_xchacha_draft_known_answer_with_nonce_in_bits_and_bytes(void)
+{
+    check_cha_known_answer(true);
+}
+
+static void test_chacha_rows_name_key_type_size_and_functions(void)
+{
+    const mech_desc *gen = row(CKM_CHACHA20_KEY_GEN), *aead = row(CKM_CHACHA20_POLY1305);
+    CU_ASSERT(gen->flags & MECH_KEYGEN);
+    CU_ASSERT_EQUAL(gen->gen_key_type, CKK_CHACHA20);
+    CU_ASSERT(mech_key_size_ok(gen, 32) && !mech_key_size_ok(gen, 16));
+    CU_ASSERT_EQUAL(aead->info_flags, CKF_ENCRYPT | CKF_DECRYPT | CKF_MESSAGE_ENCRYPT |
+                                          CKF_MESSAGE_DECRYPT | CKF_MULTI_MESSAGE);
+    CU_ASSERT(mech_accepts_key(aead, CKK_CHACHA20) && !mech_accepts_key(aead, CKK_AES));
+    CU_ASSERT(mech_key_size_ok(aead, 32) && !mech_key_size_ok(aead, 31) &&
+              !mech_key_size_ok(aead, 33));
+    CU_ASSERT(!(aead->flags & (MECH_LEGACY | MECH_DEPRECATED | MECH_KEY_BITS)));
+}
+
+static void test_chacha_multipart_round_trip_equals_single_part(void)
+{
+    static const size_t chunks[] = { 1, 7, 16, 63, 64, 65, 1000 };
+    cha_fixture f;
+    uint8_t ct[160], pt[160];
+    size_t n, m;
+
+    for (int x = 0; x < 2; x++) {
+        cha_setup(&f, x, x);
+        for (size_t i = 0; i < ARRAY_LEN(chunks); i++) {
+            memset(ct, 0, sizeof(ct));
+            CU_ASSERT_EQUAL(run_multi(CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p), MECH_OP_ENCRYPT,
+                                      &f.k, f.pt, f.ptlen, chunks[i], ct, sizeof(ct), &n),
+                            CKR_OK);
+            CU_ASSERT_EQUAL(n, f.ctlen);
+            CU_ASSERT(memcmp(ct, f.ct, f.ctlen) == 0);
+            memset(pt, 0, sizeof(pt));
+            CU_ASSERT_EQUAL(run_multi(CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p), MECH_OP_DECRYPT,
+                                      &f.k, ct, n, chunks[i], pt, sizeof(pt), &m),
+                            CKR_OK);
+            CU_ASSERT_EQUAL(m, f.ptlen);
+            CU_ASSERT(memcmp(pt, f.pt, f.ptlen) == 0);
+        }
+    }
+}
+
+static void test_chacha_out_len_streams_encryption_and_holds_decryption(void)
+{
+    cha_fixture f;
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_MECHANISM m = { CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p) };
+    mech_ctx *c = NULL;
+    uint8_t out[160];
+    size_t n;
+
+    cha_setup(&f, true, false);
+    CU_ASSERT_EQUAL_FATAL(d->ops->init(d, &m, MECH_OP_ENCRYPT, &f.k, &c), CKR_OK);
+    CU_ASSERT_EQUAL(d->ops->out_len(c, false, 10), 10);
+    CU_ASSERT_EQUAL(d->ops->out_len(c, true, 0), 16);
+    CU_ASSERT_EQUAL(mech_oneshot_len(d, c, 114), 130);
+    d->ops->free(c);
+
+    CU_ASSERT_EQUAL_FATAL(d->ops->init(d, &m, MECH_OP_DECRYPT, &f.k, &c), CKR_OK);
+    CU_ASSERT_EQUAL(mech_oneshot_len(d, c, 130), 114);
+    CU_ASSERT_EQUAL(mech_oneshot_len(d, c, 15), 0);
+    CU_ASSERT_EQUAL(d->ops->out_len(c, false, 100), 0);
+    CU_ASSERT_EQUAL(d->ops->update(c, f.ct, 100, out, &n), CKR_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(d->ops->out_len(c, true, 0), 84);
+    CU_ASSERT_EQUAL(d->ops->update(c, f.ct + 100, 30, out, &n), CKR_OK);
+    CU_ASSERT_EQUAL(d->ops->out_len(c, true, 0), 114);
+    CU_ASSERT_EQUAL(d->ops->final(c, out, &n), CKR_OK);
+    CU_ASSERT_EQUAL(n, 114);
+    CU_ASSERT(memcmp(out, f.pt, 114) == 0);
+    d->ops->free(c);
+}
+
+static void test_chacha_decrypt_with_wrong_tag_fails_and_releases_nothing(void)
+{
+    cha_fixture f;
+    uint8_t out[160];
+    size_t n;
+
+    for (int x = 0; x < 2; x++) {
+        cha_setup(&f, x, !x);
+        f.ct[f.ctlen - 1] ^= 1;
+        memset(out, 0xAA, sizeof(out));
+        n = 99;
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT_EQUAL(n, 0);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+        memset(out, 0xAA, sizeof(out));
+        n = 99;
+        CU_ASSERT_EQUAL(run_multi(CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p), MECH_OP_DECRYPT,
+                                  &f.k, f.ct, f.ctlen, 16, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT_EQUAL(n, 0);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+        /* A flipped ciphertext byte under the right tag fails the same way. */
+        f.ct[f.ctlen - 1] ^= 1;
+        f.ct[3] ^= 0x10;
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+    }
+}
+
+static void test_chacha_decrypt_with_wrong_aad_or_nonce_fails_and_releases_nothing(void)
+{
+    cha_fixture f;
+    uint8_t out[160];
+    size_t n;
+
+    for (int x = 0; x < 2; x++) {
+        cha_setup(&f, x, x);
+        f.aad[0] ^= 0x80;
+        memset(out, 0xAA, sizeof(out));
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+        /* No AAD at all where there was some. */
+        f.aad[0] ^= 0x80;
+        f.p.pAAD = NULL;
+        f.p.ulAADLen = 0;
+        CU_ASSERT_EQUAL(run_multi(CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p), MECH_OP_DECRYPT,
+                                  &f.k, f.ct, f.ctlen, 5, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+        /* XChaCha: a change in the HChaCha20 half of the nonce (the subkey)
+         * and in the ChaCha20 half must both be caught. */
+        cha_setup(&f, x, x);
+        f.nonce[0] ^= 1;
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        f.nonce[0] ^= 1;
+        f.nonce[f.noncelen - 1] ^= 1;
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen, out, sizeof(out), &n),
+                        CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+    }
+}
+
+static void test_chacha_decrypt_of_truncated_input_fails(void)
+{
+    cha_fixture f;
+    uint8_t out[160];
+    size_t n = 99;
+
+    cha_setup(&f, true, true);
+    CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, 15, out, sizeof(out), &n),
+                    CKR_ENCRYPTED_DATA_LEN_RANGE);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(run_multi(CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p), MECH_OP_DECRYPT, &f.k,
+                              f.ct, 15, 4, out, sizeof(out), &n),
+                    CKR_ENCRYPTED_DATA_LEN_RANGE);
+    CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, 0, out, sizeof(out), &n),
+                    CKR_ENCRYPTED_DATA_LEN_RANGE);
+    memset(out, 0xAA, sizeof(out));
+    memmove(f.ct + 100, f.ct + 101, f.ctlen - 101);
+    CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, f.ct, f.ctlen - 1, out, sizeof(out), &n),
+                    CKR_ENCRYPTED_DATA_INVALID);
+    CU_ASSERT(released_nothing(out, sizeof(out), f.pt, f.ptlen));
+}
+
+static void test_chacha_empty_plaintext_gives_tag_only(void)
+{
+    cha_fixture f;
+    uint8_t ct[16], pt[16];
+    size_t n, m = 99;
+
+    for (int x = 0; x < 2; x++) {
+        cha_setup(&f, x, false);
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_ENCRYPT, NULL, 0, ct, sizeof(ct), &n), CKR_OK);
+        CU_ASSERT_EQUAL(n, 16);
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, ct, 16, pt, sizeof(pt), &m), CKR_OK);
+        CU_ASSERT_EQUAL(m, 0);
+        ct[0] ^= 1;
+        CU_ASSERT_EQUAL(cha_oneshot(&f, MECH_OP_DECRYPT, ct, 16, pt, sizeof(pt), &m),
+                        CKR_ENCRYPTED_DATA_INVALID);
+    }
+}
+
+static void test_chacha_bad_nonce_lengths_are_param_invalid(void)
+{
+    /* 8 bytes / 64 bits is the original (non-IETF) ChaCha20-Poly1305. */
+    static const CK_ULONG bad[] = { 0, 8, 64, 16, 128, 1, 11, 13, 23, 25, 95, 97, 191, 193, 256 };
+    uint8_t nonce[32] = { 0 }, aad[4] = { 0 }, key[32] = { 0 };
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_SALSA20_CHACHA20_POLY1305_PARAMS p = { nonce, 12, aad, sizeof(aad) };
+    CK_MECHANISM m = { CKM_CHACHA20_POLY1305, &p, sizeof(p) };
+    mech_key k = { key, 32, CKK_CHACHA20 };
+    mech_ctx *c = NULL;
+
+    static const CK_ULONG good[] = { 12, 96, 24, 192 };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        p.ulNonceLen = good[i];
+        CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_OK);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        p.ulNonceLen = bad[i];
+        CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_MECHANISM_PARAM_INVALID);
+        CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_ENCRYPT, &k, &c), CKR_MECHANISM_PARAM_INVALID);
+        CU_ASSERT_PTR_NULL(c);
+    }
+    /* A NULL nonce, with either length unit. */
+    p.pNonce = NULL;
+    p.ulNonceLen = 12;
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_MECHANISM_PARAM_INVALID);
+    p.ulNonceLen = 192;
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_DECRYPT, &k, &c), CKR_MECHANISM_PARAM_INVALID);
+    /* The parameter itself: absent, or of the wrong size. */
+    p.pNonce = nonce;
+    CU_ASSERT_EQUAL(cha_check(NULL, 0), CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(cha_check(NULL, sizeof(p)), CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(cha_check(&p, 0), CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p) - 1), CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p) + 8), CKR_MECHANISM_PARAM_INVALID);
+    /* AAD: NULL only with length 0. */
+    p.pAAD = NULL;
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_MECHANISM_PARAM_INVALID);
+    p.ulAADLen = 0;
+    CU_ASSERT_EQUAL(cha_check(&p, sizeof(p)), CKR_OK);
+    /* Only encryption and decryption. */
+    CU_ASSERT_EQUAL(d->ops->check_param(d, &m, MECH_OP_SIGN), CKR_MECHANISM_INVALID);
+    CU_ASSERT_EQUAL(d->ops->check_param(d, &m, MECH_OP_WRAP), CKR_MECHANISM_INVALID);
+}
+
+static void test_chacha_init_checks_key_type_and_size(void)
+{
+    cha_fixture f;
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_MECHANISM m = { CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p) };
+    mech_ctx *c = NULL;
+
+    cha_setup(&f, true, true);
+    f.k.len = 16;
+    CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_ENCRYPT, &f.k, &c), CKR_KEY_SIZE_RANGE);
+    f.k.len = 32;
+    f.k.type = CKK_AES;
+    CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_ENCRYPT, &f.k, &c), CKR_KEY_TYPE_INCONSISTENT);
+    f.k.type = CKK_GENERIC_SECRET;
+    CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_DECRYPT, &f.k, &c), CKR_KEY_TYPE_INCONSISTENT);
+    f.k.type = CKK_CHACHA20;
+    CU_ASSERT_EQUAL(d->ops->init(d, &m, MECH_OP_SIGN, &f.k, &c), CKR_MECHANISM_INVALID);
+    CU_ASSERT_PTR_NULL(c);
+}
+
+static void test_chacha_reinit_reuses_context_across_nonce_sizes(void)
+{
+    cha_fixture f12, f24;
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_MECHANISM m12 = { CKM_CHACHA20_POLY1305, &f12.p, sizeof(f12.p) };
+    CK_MECHANISM m24 = { CKM_CHACHA20_POLY1305, &f24.p, sizeof(f24.p) };
+    mech_ctx *c = NULL;
+    uint8_t out[160];
+    size_t n;
+
+    cha_setup(&f12, false, true);
+    cha_setup(&f24, true, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ops->reinit);
+    CU_ASSERT_EQUAL_FATAL(d->ops->init(d, &m12, MECH_OP_ENCRYPT, &f12.k, &c), CKR_OK);
+    for (int round = 0; round < 6; round++) {
+        cha_fixture *f = round % 2 ? &f24 : &f12;
+        CK_MECHANISM *m = round % 2 ? &m24 : &m12;
+        if (round > 0)
+            CU_ASSERT_EQUAL(d->ops->reinit(c, d, m, MECH_OP_ENCRYPT, &f->k), CKR_OK);
+        CU_ASSERT_EQUAL(d->ops->oneshot(c, f->pt, f->ptlen, out, &n), CKR_OK);
+        CU_ASSERT_EQUAL(n, f->ctlen);
+        CU_ASSERT(memcmp(out, f->ct, f->ctlen) == 0);
+        /* Finished: a further step is refused, not run on stale state. */
+        CU_ASSERT_EQUAL(d->ops->update(c, f->pt, 1, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+        /* An abandoned decryption, then a failed one, then a good one. */
+        CU_ASSERT_EQUAL(d->ops->reinit(c, d, m, MECH_OP_DECRYPT, &f->k), CKR_OK);
+        CU_ASSERT_EQUAL(d->ops->update(c, f->ct, 30, out, &n), CKR_OK);
+        CU_ASSERT_EQUAL(d->ops->reinit(c, d, m, MECH_OP_DECRYPT, &f->k), CKR_OK);
+        out[0] ^= 1;
+        CU_ASSERT_EQUAL(d->ops->oneshot(c, out, f->ctlen, out, &n), CKR_ENCRYPTED_DATA_INVALID);
+        CU_ASSERT_EQUAL(d->ops->reinit(c, d, m, MECH_OP_DECRYPT, &f->k), CKR_OK);
+        CU_ASSERT_EQUAL(d->ops->oneshot(c, f->ct, f->ctlen, out, &n), CKR_OK);
+        CU_ASSERT_EQUAL(n, f->ptlen);
+        CU_ASSERT(memcmp(out, f->pt, f->ptlen) == 0);
+    }
+    /* A bad parameter leaves the context refusing work but freeable. */
+    f12.p.ulNonceLen = 64;
+    CU_ASSERT_EQUAL(d->ops->reinit(c, d, &m12, MECH_OP_ENCRYPT, &f12.k),
+                    CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(d->ops->update(c, f12.pt, 1, out, &n), CKR_OPERATION_NOT_INITIALIZED);
+    /* Only contexts of the same family. */
+    CU_ASSERT_EQUAL(d->ops->reinit(c, row(CKM_AES_GCM), &m24, MECH_OP_ENCRYPT, &f24.k),
+                    CKR_ARGUMENTS_BAD);
+    d->ops->free(c);
+    d->ops->free(NULL);
+}
+
+static void test_chacha_aad_op_reports_the_parameter_aad(void)
+{
+    cha_fixture f;
+    const mech_desc *d = row(CKM_CHACHA20_POLY1305);
+    CK_MECHANISM m = { CKM_CHACHA20_POLY1305, &f.p, sizeof(f.p) };
+    const uint8_t *aad = NULL;
+    size_t len = 0;
+
+    cha_setup(&f, true, true);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d->ops->aad);
+    CU_ASSERT(d->ops->aad(&m, &aad, &len));
+    CU_ASSERT_PTR_EQUAL(aad, f.aad);
+    CU_ASSERT_EQUAL(len, f.aadlen);
+    f.p.ulNonceLen = 8;
+    CU_ASSERT(!d->ops->aad(&m, &aad, &len));
+    m.ulParameterLen = 0;
+    CU_ASSERT(!d->ops->aad(&m, &aad, &len));
+}
+
 static int setup(void)
 {
     return crypto_init() == CKR_OK ? 0 : 1;
@@ -1228,6 +1631,19 @@ static const cunit_case CASES[] = {
     CASE(test_cbc_pad_with_bad_padding_is_encrypted_data_invalid),
     CASE(test_block_bad_parameters_are_param_invalid),
     CASE(test_ctr_refuses_input_that_would_wrap_the_counter),
+    CASE(test_chacha_rfc8439_known_answer_with_nonce_in_bits_and_bytes),
+    CASE(test_xchacha_draft_known_answer_with_nonce_in_bits_and_bytes),
+    CASE(test_chacha_rows_name_key_type_size_and_functions),
+    CASE(test_chacha_multipart_round_trip_equals_single_part),
+    CASE(test_chacha_out_len_streams_encryption_and_holds_decryption),
+    CASE(test_chacha_decrypt_with_wrong_tag_fails_and_releases_nothing),
+    CASE(test_chacha_decrypt_with_wrong_aad_or_nonce_fails_and_releases_nothing),
+    CASE(test_chacha_decrypt_of_truncated_input_fails),
+    CASE(test_chacha_empty_plaintext_gives_tag_only),
+    CASE(test_chacha_bad_nonce_lengths_are_param_invalid),
+    CASE(test_chacha_init_checks_key_type_and_size),
+    CASE(test_chacha_reinit_reuses_context_across_nonce_sizes),
+    CASE(test_chacha_aad_op_reports_the_parameter_aad),
 };
 
 CUNIT_MAIN("mech", CASES, setup, teardown)

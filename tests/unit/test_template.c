@@ -408,7 +408,7 @@ static void test_create_malformed_values_are_value_invalid(void)
     expect_create_fails((CK_ATTRIBUTE)ATTRN(CKA_TOKEN, "\x01\x00", 2),
                         CKR_ATTRIBUTE_VALUE_INVALID);
     expect_create_fails((CK_ATTRIBUTE)ATTRN(CKA_ENCRYPT, &yes, 0), CKR_ATTRIBUTE_VALUE_INVALID);
-    expect_create_fails((CK_ATTRIBUTE)ATTRN(CKA_CUSTOS_VERSION, &u32, 4),
+    expect_create_fails((CK_ATTRIBUTE)ATTRN(CKA_CUSTOS_ROTATION_PERIOD, &u32, 4),
                         CKR_ATTRIBUTE_VALUE_INVALID);
     expect_create_fails((CK_ATTRIBUTE)ATTRN(CKA_ALLOWED_MECHANISMS, key16, 5),
                         CKR_ATTRIBUTE_VALUE_INVALID);
@@ -498,24 +498,31 @@ static void test_create_trusted_true_only_for_so(void)
 
 static void test_create_custos_attributes_are_kept(void)
 {
-    CK_ULONG version = 3, state = CUSTOS_STATE_ACTIVE, when = 1700000000, period = 86400;
+    CK_ULONG when = 1700000000, period = 86400;
     CK_ATTRIBUTE t[] = {
         ATTRN(CKA_CUSTOS_FAMILY, "tenant-a", 8),
-        ATTR(CKA_CUSTOS_VERSION, &version),
-        ATTR(CKA_CUSTOS_STATE, &state),
-        ATTR(CKA_CUSTOS_CREATED, &when),
-        ATTR(CKA_CUSTOS_ROTATED, &when),
         ATTR(CKA_CUSTOS_NOT_AFTER, &when),
         ATTR(CKA_CUSTOS_ROTATION_PERIOD, &period),
         ATTRN(CKA_CUSTOS_ALLOWED_USERS, "app1,app2", 9),
     };
     attr_list l;
     CU_ASSERT_EQUAL_FATAL(create_aes(t, N(t), &l), CKR_OK);
-    CU_ASSERT_TRUE(has_ulong(&l, CKA_CUSTOS_VERSION, 3));
     CU_ASSERT_TRUE(has_ulong(&l, CKA_CUSTOS_ROTATION_PERIOD, 86400));
+    CU_ASSERT_TRUE(has_ulong(&l, CKA_CUSTOS_NOT_AFTER, 1700000000));
     CU_ASSERT_EQUAL(attr_find(&l, CKA_CUSTOS_FAMILY)->len, 8);
     CU_ASSERT_TRUE(has_ulong(&l, CKA_CUSTOS_ENCRYPT_COUNT, 0));
     attr_list_free(&l);
+}
+
+/* Version, state and times of a family member are the token's to set
+ * (docs/key-families.md). */
+static void test_create_custos_token_set_attributes_are_read_only(void)
+{
+    CK_ULONG v = 3;
+    const CK_ATTRIBUTE_TYPE types[] = { CKA_CUSTOS_VERSION, CKA_CUSTOS_STATE, CKA_CUSTOS_CREATED,
+                                        CKA_CUSTOS_ROTATED, CKA_CUSTOS_ENCRYPT_COUNT };
+    for (size_t i = 0; i < N(types); i++)
+        expect_create_fails((CK_ATTRIBUTE){ types[i], &v, sizeof(v) }, CKR_ATTRIBUTE_READ_ONLY);
 }
 
 /* ---- C_GenerateKey ------------------------------------------------------ */
@@ -852,13 +859,18 @@ static void test_set_custos_attributes_are_modifiable(void)
 {
     attr_list obj, out;
     CU_ASSERT_FATAL(create_aes(NULL, 0, &obj) == CKR_OK);
-    CK_ULONG state = CUSTOS_STATE_DECRYPT_ONLY, when = 1800000000;
-    CK_ATTRIBUTE t[] = { ATTR(CKA_CUSTOS_STATE, &state), ATTR(CKA_CUSTOS_ROTATED, &when),
-                         ATTRN(CKA_CUSTOS_FAMILY, "f", 1) };
+    CK_ULONG state = CUSTOS_STATE_SUSPENDED, period = 3600, when = 1800000000;
+    CK_ATTRIBUTE t[] = { ATTR(CKA_CUSTOS_STATE, &state), ATTR(CKA_CUSTOS_ROTATION_PERIOD, &period),
+                         ATTR(CKA_CUSTOS_NOT_AFTER, &when) };
     CU_ASSERT_EQUAL(schema_apply(TMPL_SET, &obj, t, 3, false, &out), CKR_OK);
-    CU_ASSERT_TRUE(has_ulong(&out, CKA_CUSTOS_STATE, CUSTOS_STATE_DECRYPT_ONLY));
-    CU_ASSERT_TRUE(has_ulong(&out, CKA_CUSTOS_ROTATED, when));
+    CU_ASSERT_TRUE(has_ulong(&out, CKA_CUSTOS_STATE, CUSTOS_STATE_SUSPENDED));
+    CU_ASSERT_TRUE(has_ulong(&out, CKA_CUSTOS_ROTATION_PERIOD, 3600));
     attr_list_free(&out);
+    /* the family, version and times never change once set */
+    CK_ATTRIBUTE ro[] = { ATTRN(CKA_CUSTOS_FAMILY, "f", 1), ATTR(CKA_CUSTOS_ROTATED, &when),
+                          ATTR(CKA_CUSTOS_VERSION, &period) };
+    for (size_t i = 0; i < N(ro); i++)
+        CU_ASSERT_EQUAL(schema_apply(TMPL_SET, &obj, &ro[i], 1, false, &out), CKR_ATTRIBUTE_READ_ONLY);
     attr_list_free(&obj);
 }
 
@@ -1375,6 +1387,7 @@ static const cunit_case CASES[] = {
     CASE(test_create_duplicate_with_different_values_is_inconsistent),
     CASE(test_create_trusted_true_only_for_so),
     CASE(test_create_custos_attributes_are_kept),
+    CASE(test_create_custos_token_set_attributes_are_read_only),
     CASE(test_generate_aes_key_is_local_and_always_sensitive),
     CASE(test_generate_extractable_key_is_not_never_extractable),
     CASE(test_generate_without_value_len_is_incomplete),
