@@ -547,7 +547,8 @@ static int slurp(FILE *in, const uint8_t *head, size_t head_len, size_t cap, uin
     uint8_t *b = malloc(size);
     if (b == NULL)
         return -1;
-    memcpy(b, head, head_len);
+    if (head_len > 0)
+        memcpy(b, head, head_len);
     for (;;) {
         if (size - n < IO_BLOCK) {
             uint8_t *p = realloc(b, size * 2);
@@ -654,6 +655,8 @@ static int env_fail(cmd *c, env_rv rv, const char *what)
                "rewrap and encrypt --dek need both)";
     else if (strstr(detail, "CKR_KEY_FUNCTION_NOT_PERMITTED") != NULL)
         hint = " (the key version is suspended, rotated out, pending destruction or outside its dates)";
+    else if (strstr(detail, "CKR_WRAPPING_KEY_TYPE_INCONSISTENT") != NULL)
+        hint = " (envelopes need an AES KEK: custos key create FAMILY --type aes)";
     else if (strstr(detail, "CKR_USER_NOT_LOGGED_IN") != NULL)
         hint = " (log in: give --pin-file)";
     cli_err("%s%s%s%s", what != NULL ? what : "", what != NULL ? ": " : "", detail, hint);
@@ -929,7 +932,7 @@ int encrypt_main(int argc, char **argv)
         return 2;
     }
     const char *context = e.context != NULL ? e.context : "";
-    if (cmd_open(&c, CKU_USER) != 0)
+    if ((in = in_open(inp)) == NULL || cmd_open(&c, CKU_USER) != 0)
         goto out;
     if (e.dek != NULL) {
         if (load_dek(&c, e.dek, &dek, &dek_len) != 0)
@@ -939,7 +942,7 @@ int encrypt_main(int argc, char **argv)
             goto out;
         env_ctx_set_kek(c.ctx, kek);
     }
-    if ((in = in_open(inp)) == NULL || out_open(&out, e.out, default_mode()) != 0)
+    if (out_open(&out, e.out, default_mode()) != 0)
         goto out;
     rv = env_seal_begin(c.ctx, context, dek, dek_len, e.text ? sink_mem : sink_out,
                         e.text ? (void *)&m : (void *)&out, &w);
@@ -1102,7 +1105,7 @@ int decrypt_main(int argc, char **argv)
         r = NULL;
     }
     if (rv != ENV_OK) {
-        env_fail(&c, rv, NULL);
+        env_fail(&c, rv, in_name(inp));
         goto out;
     }
     if (out_commit(&out) == 0)
@@ -1323,16 +1326,16 @@ typedef struct rewrap_run {
     unsigned long done, current, failed;
 } rewrap_run;
 
-static int target_for(rewrap_run *run, const char *family, target **out)
+static env_rv target_for(rewrap_run *run, const char *family, target **out)
 {
     if (run->have_fixed) {
         *out = &run->fixed;
-        return 0;
+        return ENV_OK;
     }
     for (size_t i = 0; i < run->ncache; i++)
         if (strcmp(run->cache[i].family, family) == 0) {
             *out = &run->cache[i];
-            return 0;
+            return ENV_OK;
         }
     target t;
     char fam[ENV_FAMILY_MAX + 1];
@@ -1340,15 +1343,15 @@ static int target_for(rewrap_run *run, const char *family, target **out)
     if (rv == ENV_OK)
         rv = env_key_identity(run->c->ctx, t.kek, fam, &t.version);
     if (rv != ENV_OK)
-        return -1;
+        return rv;
     snprintf(t.family, sizeof(t.family), "%s", fam);
     target *p = realloc(run->cache, (run->ncache + 1) * sizeof(*p));
     if (p == NULL)
-        return -1;
+        return ENV_E_NOMEM;
     run->cache = p;
     p[run->ncache] = t;
     *out = &p[run->ncache++];
-    return 0;
+    return ENV_OK;
 }
 
 /* Write the new form of one file: `head` (new header or whole text/DEK file), then, for a binary
@@ -1361,7 +1364,7 @@ static int write_new(const char *dest, mode_t mode, const uint8_t *head, size_t 
     if (out_open(&out, dest, mode) != 0)
         return -1;
     bool ok = fwrite(head, 1, head_len, out.f) == head_len &&
-              fwrite(first, 1, first_len, out.f) == first_len;
+              (first_len == 0 || fwrite(first, 1, first_len, out.f) == first_len);
     if (ok && more) {
         buf = malloc(IO_BLOCK);
         ok = buf != NULL;
@@ -1430,8 +1433,8 @@ static int rewrap_one(rewrap_run *run, const char *path, const char *dest)
         cli_err("%s: %s", name, env_strerror(rv));
         goto out;
     }
-    if (target_for(run, info.family, &t) != 0) {
-        env_fail(c, ENV_E_KEY_NOT_FOUND, name);
+    if ((rv = target_for(run, info.family, &t)) != ENV_OK) {
+        env_fail(c, rv, name);
         goto out;
     }
     if (strcmp(t->family, info.family) == 0 && t->version == info.kek_version) {

@@ -36,7 +36,7 @@ const char key_usage[] =
     "      --type T         aes (AES-256, the default; what the envelope commands need) or chacha20\n"
     "  rotate FAMILY        add a version now: \"FAMILY: now version N\"\n"
     "  rotate --due         rotate every family whose period has passed (for cron or a systemd\n"
-    "                       timer; docs/operations.md has example units)\n"
+    "                       timer): \"FAMILY: now version N\" for each, then how many\n"
     "  list                 every version of every family: state, created and rotated times (UTC),\n"
     "                       rotation period, encryptions so far, allowed users\n"
     "      --json           one JSON object per family and line\n"
@@ -362,8 +362,8 @@ static int do_create(kctx *c, const kopts *k)
         return refused(K_CREATE, what, rv);
     period_text(period, ptext, sizeof(ptext));
     printf("created %s: version 1, %s-256, rotation %s%s, users %s\n", k->family,
-           k->chacha ? "chacha20" : "aes", period == 0 ? "" : "every ", ptext,
-           k->users != NULL ? k->users : "all");
+           k->chacha ? "chacha20" : "aes", period == 0 ? "only when asked" : "every ",
+           period == 0 ? "" : ptext, k->users != NULL ? k->users : "all");
     return 0;
 }
 

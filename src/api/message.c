@@ -1,5 +1,5 @@
 /* PKCS#11 3.0 sec. 5.13-5.17, message-based encryption and decryption
- * (core/message.c), for AES-GCM with token-generated IVs and for
+ * (core/messages.c), for AES-GCM with token-generated IVs and for
  * ChaCha20-Poly1305. Message-based signing and verification are not
  * offered (no mechanism lists CKF_MESSAGE_SIGN): CKR_FUNCTION_NOT_SUPPORTED. */
 #include "api/api.h"

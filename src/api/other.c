@@ -2,7 +2,7 @@
  * compatibility: each exists, checks initialisation, and says so with the
  * code the standard gives. Dual-function operations (sec. 5.16), legacy
  * parallel functions (sec. 5.19), the 3.2 additions not built yet; and
- * the 3.2 authenticated key wrap (core/message.c). */
+ * the 3.2 authenticated key wrap (core/messages.c). */
 #include "api/api.h"
 
 CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen,

@@ -88,6 +88,11 @@ void audit_fork_release(void);
  * Returns CKR_OK, or the storage error (CKR_DEVICE_MEMORY for a full disk,
  * CKR_DEVICE_ERROR otherwise) so that a caller under `required` refuses. */
 CK_RV audit_record(audit_log *a, const audit_event *e) CUSTOS_WUR;
+/* Can a record be written right now? Takes the audit file's write lock
+ * and lets it go (nothing written): CKR_DEVICE_ERROR / CKR_DEVICE_MEMORY
+ * when it cannot. For fail-closed callers, before an operation that changes
+ * something ([audit] required). */
+CK_RV audit_ready(audit_log *a) CUSTOS_WUR;
 /* Write pending aggregates now: all of them (force) or those older than
  * flush_ms. */
 CK_RV audit_flush(audit_log *a, bool force) CUSTOS_WUR;

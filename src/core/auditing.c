@@ -54,6 +54,15 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
             return t->audit_rv;
         t->audit_rv = CKR_OK;
     }
+    if (cls == AUD_ALWAYS && lib.cfg.audit.required) {
+        /* A call that changes something (a login, a key) must not take
+         * effect unless its record can be written: make sure first. */
+        CK_RV rv = audit_ready(t->audit);
+        if (rv != CKR_OK) {
+            t->audit_rv = rv;
+            return rv;
+        }
+    }
     memset(ev, 0, sizeof(*ev));
     ev->kind = cls == AUD_DATA ? AUDIT_DATA : AUDIT_EVENT;
     ev->function = fn;

@@ -301,7 +301,7 @@ CK_RV core_digest_key(session *s, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
              CK_RV invalid_rv, mech_key *key, uint8_t *buf, aud_key *ak) CUSTOS_WUR;
 
-/* ---- message-based encryption, authenticated wrap (core/message.c) ------- */
+/* ---- message-based encryption, authenticated wrap (core/messages.c) ------- */
 CK_RV core_msg_init(session *s, bool encrypt, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 CK_RV core_msg_final(session *s, bool encrypt) CUSTOS_WUR;
 void msg_end(msg_op *m);

@@ -224,7 +224,7 @@ static CK_RV commit(store *st)
  * back itself after an I/O error or SQLITE_FULL). */
 static void rollback(store *st)
 {
-    if (sqlite3_get_autocommit(st->db))
+    if (st->db == NULL || sqlite3_get_autocommit(st->db))
         return;
     if (run_id(st, S_ROLLBACK) != CKR_OK)
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1063,6 +1063,8 @@ static CK_RV find_stmt(store *st, size_t n, sqlite3_stmt **out)
     bool ok;
     int rc;
 
+    /* After a fork the connection is closed: reopen (store_fork_prepare). */
+    GUARD(reconnect(st));
     if (st->find[n] != NULL) {
         *out = st->find[n];
         return CKR_OK;

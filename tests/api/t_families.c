@@ -613,7 +613,7 @@ struct race_result {
 };
 
 /* In a forked child: no CUnit; results go to the parent through a pipe. */
-static void race_child(int ready_w, int go_r, int res_w, const char *family, CK_ULONG before)
+static void race_child(int ready_w, int go_r, int res_w, const char *family, CK_ULONG seen)
 {
     struct race_result r = { CKR_GENERAL_ERROR, CKR_GENERAL_ERROR, CKR_GENERAL_ERROR,
                              CKR_GENERAL_ERROR, 0 };
@@ -628,16 +628,19 @@ static void race_child(int ready_w, int go_r, int res_w, const char *family, CK_
     if (write(ready_w, &c, 1) != 1)
         _exit(2);
     (void)read(go_r, &c, 1); /* returns at EOF: the parent closed the barrier */
-    /* Each racer rotates from the version it saw (compare-and-swap,
-     * pkcs11/custos.h): exactly one of them may win. */
-    r.version = before;
+    /* seen != 0: each racer rotates from the version it saw
+     * (compare-and-swap, pkcs11/custos.h): exactly one of them may win.
+     * seen == 0: the plain "rotate now" call. */
+    r.version = seen;
     if (r.login == CKR_OK)
         r.rotate = V->C_CustosKeyRotate(s, (CK_UTF8CHAR_PTR)family, strlen(family), &r.version);
     (void)F->C_Finalize(NULL);
     _exit(write(res_w, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
 }
 
-static void race_round(const char *family, CK_ULONG before)
+/* One race: RACERS children rotate the family at once from version
+ * `before`, each passing *pulNewVersion = seen on entry. */
+static void race_round(const char *family, CK_ULONG before, CK_ULONG seen)
 {
     int ready[2], go[2], res[2];
     pid_t pid[RACERS];
@@ -649,7 +652,7 @@ static void race_round(const char *family, CK_ULONG before)
             close(go[1]);
             close(ready[0]);
             close(res[0]);
-            race_child(ready[1], go[0], res[1], family, before);
+            race_child(ready[1], go[0], res[1], family, seen);
         }
     }
     close(ready[1]);
@@ -681,22 +684,59 @@ static void race_round(const char *family, CK_ULONG before)
     close(res[0]);
 }
 
-static void test_rotation_race_makes_exactly_one_version(void)
+static void race_rounds(const char *family, int cas)
 {
-    fixture();
     CK_SESSION_HANDLE s = as_admin();
-    (void)must_make_family(s, "race", 0);
+    (void)must_make_family(s, family, 0);
     RV_REQ(F->C_CloseSession(s), CKR_OK, "close the parent's session before forking");
     for (CK_ULONG round = 1; round <= RACE_ROUNDS; round++) {
-        race_round("race", round);
+        race_round(family, round, cas ? round : 0);
         s = as_admin();
-        CK_ULONG n = check_versions(s, "race");
+        CK_ULONG n = check_versions(s, family);
         if (n != round + 1)
-            fprintf(stderr, "\n  [families] race round %lu: %lu versions, expected %lu\n",
+            fprintf(stderr, "\n  [families] %s round %lu: %lu versions, expected %lu\n", family,
                     (unsigned long)round, (unsigned long)n, (unsigned long)(round + 1));
         CHECK(n == round + 1, "four racing rotations add exactly one version");
         RV_REQ(F->C_CloseSession(s), CKR_OK, "C_CloseSession");
     }
+}
+
+/* Racers that pass the version they saw (pkcs11/custos.h). */
+static void test_rotation_race_makes_exactly_one_version(void)
+{
+    fixture();
+    race_rounds("race", 1);
+}
+
+/* docs/key-families.md: "when several processes race, exactly one new
+ * version appears" -- also for the plain call (*pulNewVersion 0). */
+static void test_rotation_race_without_seen_version_makes_exactly_one_version(void)
+{
+    fixture();
+    race_rounds("race-plain", 0);
+}
+
+static void test_rotate_with_seen_version_is_compare_and_swap(void)
+{
+    fixture();
+    CK_SESSION_HANDLE s = as_admin();
+    (void)must_make_family(s, "cas", 0);
+    CK_ULONG v = 1;
+    RV_EQ(vendor()->C_CustosKeyRotate(s, (CK_UTF8CHAR_PTR) "cas", 3, &v), CKR_OK,
+          "rotate cas having seen version 1 (current)");
+    CHECK(v == 2 && check_versions(s, "cas") == 2, "the rotation made version 2");
+    v = 1;
+    RV_EQ(vendor()->C_CustosKeyRotate(s, (CK_UTF8CHAR_PTR) "cas", 3, &v), CKR_OK,
+          "rotate cas having seen version 1 (stale)");
+    CHECK(v == 2, "a stale rotation reports the current version 2");
+    CHECK(check_versions(s, "cas") == 2, "a stale rotation makes no version");
+    v = 2;
+    RV_EQ(vendor()->C_CustosKeyRotate(s, (CK_UTF8CHAR_PTR) "cas", 3, &v), CKR_OK,
+          "rotate cas having seen version 2 (current)");
+    CHECK(v == 3 && check_versions(s, "cas") == 3, "the rotation made version 3");
+    RV_EQ(vendor()->C_CustosKeyRotate(s, (CK_UTF8CHAR_PTR) "cas", 3, NULL), CKR_OK,
+          "rotate cas with pulNewVersion NULL");
+    CHECK(check_versions(s, "cas") == 4, "a rotation without a version pointer made version 4");
 }
 
 /* ---- rotation by itself --------------------------------------------------------------- */
@@ -1034,19 +1074,48 @@ static void iv_child(int res_w, const char *conf, const msg *m)
     _exit(write(res_w, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
 }
 
-static void test_caller_iv_refuse_policy(void)
+/* Write a config for the suite's store with the given [policy] caller_iv. */
+static void write_conf(char *path, size_t cap, const char *caller_iv)
 {
-    fixture();
-    char conf[160];
-    snprintf(conf, sizeof(conf), "%s/refuse-iv.conf", h_tmpdir());
-    FILE *f = fopen(conf, "w");
-    REQUIRE(f != NULL, "write the second config file");
+    snprintf(path, cap, "%s/caller-iv-%s.conf", h_tmpdir(), caller_iv);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL, "write a second config file");
     fprintf(f,
             "[store]\npath = %s/store\n"
             "[pin]\nkdf = pbkdf2\npbkdf2_iterations = 1000\nmax_retries = 10\n"
-            "[policy]\ncaller_iv = refuse\n",
-            h_tmpdir());
-    REQUIRE(fclose(f) == 0, "close the second config file");
+            "[policy]\ncaller_iv = %s\n",
+            h_tmpdir(), caller_iv);
+    REQUIRE(fclose(f) == 0, "close the config file");
+}
+
+/* Run iv_child with the config and collect what it saw. */
+static void run_iv_child(const char *conf, const msg *m, struct iv_result *r)
+{
+    int res[2];
+    REQUIRE(pipe(res) == 0, "pipe");
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork");
+    if (pid == 0) {
+        close(res[0]);
+        iv_child(res[1], conf, m);
+    }
+    close(res[1]);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child exited normally");
+    REQUIRE(read(res[0], r, sizeof(*r)) == (ssize_t)sizeof(*r), "the child's result");
+    close(res[0]);
+    RV_REQ(r->init, CKR_OK, "child C_Initialize with its own config");
+    RV_REQ(r->login_gen, CKR_OK, "child C_Login(gen)");
+    RV_REQ(r->login_dec, CKR_OK, "child C_Login(dec)");
+}
+
+static void test_caller_iv_refuse_policy(void)
+{
+    fixture();
+    char count_conf[160], refuse_conf[160];
+    write_conf(count_conf, sizeof(count_conf), "count");
+    write_conf(refuse_conf, sizeof(refuse_conf), "refuse");
 
     CK_SESSION_HANDLE s = as_user(U_GEN);
     CK_ATTRIBUTE key_t[] = { { CKA_TOKEN, &h_true, 1 }, { CKA_LABEL, "iv-key", 6 } };
@@ -1061,29 +1130,19 @@ static void test_caller_iv_refuse_policy(void)
     RV_REQ(seal(s, k, &m), CKR_OK, "gen encrypts with a caller IV under the default policy (count)");
     RV_REQ(F->C_CloseSession(s), CKR_OK, "close the parent's session before forking");
 
-    int res[2];
-    REQUIRE(pipe(res) == 0, "pipe");
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork");
-    if (pid == 0) {
-        close(res[0]);
-        iv_child(res[1], conf, &m);
-    }
-    close(res[1]);
-    int st = 0;
-    REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid");
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child exited normally");
+    /* Control: the same child under caller_iv = count encrypts. */
     struct iv_result r;
-    REQUIRE(read(res[0], &r, sizeof(r)) == (ssize_t)sizeof(r), "the child's result");
-    close(res[0]);
-    RV_REQ(r.init, CKR_OK, "child C_Initialize with caller_iv = refuse");
-    RV_REQ(r.login_gen, CKR_OK, "child C_Login(gen)");
+    run_iv_child(count_conf, &m, &r);
+    RV_EQ(r.enc_init, CKR_OK, "child C_EncryptInit(CKM_AES_GCM) with a caller IV under caller_iv = count");
+    RV_EQ(r.wrap, CKR_OK, "child C_WrapKey under caller_iv = count");
+    RV_EQ(r.decrypt, CKR_OK, "child AES-GCM decryption under caller_iv = count");
+
+    run_iv_child(refuse_conf, &m, &r);
     /* docs/key-families.md, Nonce discipline: "refuse (strict:
-     * CKR_ACTION_PROHIBITED ...)". */
+     * CKR_ACTION_PROHIBITED, the PKCS#11 3.0 code for a policy refusal)". */
     RV_EQ(r.enc_init, CKR_ACTION_PROHIBITED,
           "C_EncryptInit(CKM_AES_GCM) with a caller IV under caller_iv = refuse (docs/key-families.md)");
     RV_EQ(r.wrap, CKR_OK, "C_WrapKey (KWP, no caller IV) under caller_iv = refuse");
-    RV_REQ(r.login_dec, CKR_OK, "child C_Login(dec)");
     RV_EQ(r.decrypt, CKR_OK, "AES-GCM decryption still works under caller_iv = refuse");
 
     /* The policy is the child's configuration, not the token's. */
@@ -1101,7 +1160,9 @@ static const h_case CASES[] = {
     H_CASE(test_family_exists_after_version_1_is_destroyed),
     H_CASE(test_admin_rotation_versions_labels_and_rewrap),
     H_CASE(test_rotate_refusals),
+    H_CASE(test_rotate_with_seen_version_is_compare_and_swap),
     H_CASE(test_rotation_race_makes_exactly_one_version),
+    H_CASE(test_rotation_race_without_seen_version_makes_exactly_one_version),
     H_CASE(test_rotation_period_rotates_on_first_protecting_use),
     H_CASE(test_rotate_due_rotates_due_families_and_counts),
     H_CASE(test_states_set_by_admin),

@@ -10,6 +10,7 @@
 
 int t_chacha_register(void); /* t_chacha.c */
 int t_families_register(void); /* t_families.c */
+int t_message_register(void); /* t_message.c */
 
 static const struct {
     const char *name;
@@ -20,7 +21,7 @@ static const struct {
     { "keys", t_keys_register },       { "digest", t_digest_register },
     { "threads", t_threads_register }, { "fork", t_fork_register },
     { "roles", t_roles_register },     { "chacha", t_chacha_register },
-    { "families", t_families_register },
+    { "families", t_families_register }, { "message", t_message_register },
 };
 
 static int wanted(int argc, char **argv, const char *name)

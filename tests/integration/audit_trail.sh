@@ -68,7 +68,8 @@ verify_ok() {
 export_to() {
     log "\$ custos audit export --user aud > $(basename "$2")"
     env CUSTOS_CONF="$1" timeout "$IT_TIMEOUT" "$CUSTOS" audit export --user aud \
-        --pin-file "$SECRETS/aud.pin" > "$2" 2> "$2.err" || fail "custos audit export failed: $(cat "$2.err")"
+        --pin-file "$SECRETS/aud.pin" > "$2" 2> "$2.err" ||
+        fail "custos audit export failed: $(cat "$2.err")"
     log "    | $(wc -l < "$2") JSON lines, $(filesize "$2") bytes"
 }
 py() { exec_cmd "$PYTHON" "$TEST_PY" "$@"; }
@@ -84,7 +85,8 @@ keep setup
 
 # ---- 1. 100,000 mixed operations from 2 processes ----------------------------------------------
 ROUNDS=12400   # per process: 4 data operations a round, plus key, wrap and login work: ~50,200
-log "part 1: 2 processes, $ROUNDS rounds each (GCM+AAD, HMAC, KWP wrap/unwrap, key generation, logins, refusals)"
+log "part 1: 2 processes, $ROUNDS rounds each (GCM+AAD, HMAC, KWP wrap/unwrap, key generation," \
+    "logins, refusals)"
 t1=$SECONDS
 wpids=()
 for w in 1 2; do
@@ -131,14 +133,17 @@ broken_at() {
 }
 
 # An edited record: an attacker drops the trigger first.
-N=$(sqlite3 "$AUDIT_DB" "SELECT seq FROM records WHERE kind = 'data' AND count > 1 AND seq > $LAST / 2 ORDER BY seq LIMIT 1")
+N=$(sqlite3 "$AUDIT_DB" "SELECT seq FROM records WHERE kind = 'data' AND count > 1
+                         AND seq > $LAST / 2 ORDER BY seq LIMIT 1")
 [ -n "$N" ] || fail "no data record after the middle of the trail"
 tamper edit "DROP TRIGGER records_no_update; UPDATE records SET count = count + 1000 WHERE seq = $N"
 broken_at "$TCONF" "$N" "edited count of record $N" 'MAC mismatch'
 # Covering tracks: a refusal turned into an allowed call.
-M=$(sqlite3 "$AUDIT_DB" "SELECT seq FROM records WHERE decision LIKE 'denied%' ORDER BY seq LIMIT 1 OFFSET 3")
+M=$(sqlite3 "$AUDIT_DB" "SELECT seq FROM records WHERE decision LIKE 'denied%'
+                         ORDER BY seq LIMIT 1 OFFSET 3")
 [ -n "$M" ] || fail "no denied record in the trail"
-tamper edit2 "DROP TRIGGER records_no_update; UPDATE records SET rv = 'CKR_OK', decision = 'allowed' WHERE seq = $M"
+tamper edit2 "DROP TRIGGER records_no_update;
+              UPDATE records SET rv = 'CKR_OK', decision = 'allowed' WHERE seq = $M"
 broken_at "$TCONF" "$M" "denied record $M rewritten as allowed" 'MAC mismatch'
 # A deleted record in the middle.
 D=$((LAST / 3))
@@ -150,7 +155,8 @@ K=5
 tamper cut5 "DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq > $((LAST - K))"
 cli "$TCONF" verify --user aud --pin-file "$SECRETS/aud.pin"; keep verify-cut5
 [ "$RC" -eq 1 ] || fail "cut tail of $K: custos audit verify exit $RC, expected 1"
-expect "^BROKEN at record [0-9]+: tail cut: the token sealed $LAST records" "cut tail of $K: detected via the sealed head"
+expect "^BROKEN at record [0-9]+: tail cut: the token sealed $LAST records" \
+    "cut tail of $K: detected via the sealed head"
 log "cut tail of $K records: detected: $OUT"
 tamper cut1 "DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq = $LAST"
 cli "$TCONF" verify --user aud --pin-file "$SECRETS/aud.pin"; keep verify-cut1
@@ -174,14 +180,18 @@ log "part 2: the untouched original verifies OK ($RECORDS records)"
 # ---- 3. the decrypt-rate alert ---------------------------------------------------------------------
 log "part 3: [alerts] decrypt_per_user = 50, window_seconds = 60, action = deny"
 ACONF=$IT_TMP/alert.conf
-conf_with "$ACONF" "$IT_STORE" "$(printf '[alerts]\ndecrypt_per_user = 50\nwindow_seconds = 60\naction = deny')"
+conf_with "$ACONF" "$IT_STORE" \
+    "$(printf '[alerts]\ndecrypt_per_user = 50\nwindow_seconds = 60\naction = deny')"
 CUSTOS_CONF=$ACONF timeout 90 "$PYTHON" "$TEST_PY" alert > "$LOGS/alert.log" 2>&1 &
 apid=$!
 for _ in $(seq 600); do
     [ -e "$STATE/alert-ready" ] || ! kill -0 "$apid" 2>/dev/null || { sleep 0.05; continue; }
     break
 done
-[ -e "$STATE/alert-ready" ] || { mask_stream < "$LOGS/alert.log"; fail "the alert phase did not get ready"; }
+if [ ! -e "$STATE/alert-ready" ]; then
+    mask_stream < "$LOGS/alert.log"
+    fail "the alert phase did not get ready"
+fi
 # Only an admin may clear.
 cli "$ACONF" clear-alerts --user aud --pin-file "$SECRETS/aud.pin"; keep clear-alerts-aud
 [ "$RC" -eq 1 ] || fail "clear-alerts by the audit user: exit $RC, expected 1"
@@ -212,7 +222,8 @@ cli "$CUSTOS_CONF" verify --user off --pin-file "$SECRETS/off.pin"; keep cli-dis
 expect 'off: PIN locked or user disabled \(CKR_PIN_LOCKED\)' "verify as a disabled user: clear error"
 cli "$CUSTOS_CONF" verify --user dec --pin-file "$SECRETS/dec.pin"; keep cli-role
 [ "$RC" -eq 1 ] || fail "verify as a decrypt-only user: exit $RC, expected 1"
-expect 'dec: the user has no role that permits this \(CKR_ACTION_PROHIBITED\)' "verify without the audit role"
+expect 'dec: the user has no role that permits this \(CKR_ACTION_PROHIBITED\)' \
+    "verify without the audit role"
 export_to "$CUSTOS_CONF" "$LOGS/export-bad.jsonl"
 py_ok check-badinput "$LOGS/export-bad.jsonl" "$STATE/badinput.json"
 # The CLI's refusals are records too.
@@ -228,7 +239,9 @@ done
 py fork-find
 keep fork-find
 if [ "$RC" -ne 0 ]; then
-    defer_fail "module bug: the parent process failed (exit $RC$([ "$RC" -eq 139 ] && echo ': SIGSEGV')) at its first C_FindObjectsInit after fork()"
+    [ "$RC" -eq 139 ] && RC="$RC: SIGSEGV"
+    defer_fail "module bug: the parent process failed (exit $RC) at its first C_FindObjectsInit" \
+        "after fork()"
 fi
 
 log "part 4: fail-closed ([audit] required = yes) against going on without it"
@@ -246,16 +259,19 @@ for mode in required optional; do
     mkdir "$d/aside"
     mv "$d/store/token-0.audit.db" "$d/aside/"
     mkdir "$d/store/token-0.audit.db"
-    exec_cmd env CUSTOS_CONF="$d/custos.conf" IT_STORE="$d/store" "$PYTHON" "$TEST_PY" failclosed "$mode" open
+    exec_cmd env CUSTOS_CONF="$d/custos.conf" IT_STORE="$d/store" \
+        "$PYTHON" "$TEST_PY" failclosed "$mode" open
     keep "fc-$mode-open"
     [ "$RC" -eq 0 ] || fail "fail-closed ($mode, audit file unusable at open) failed"
     rmdir "$d/store/token-0.audit.db"
     mv "$d/aside/token-0.audit.db" "$d/store/"
     rmdir "$d/aside"
     # It breaks while a process is working (the module reconnects after fork(); the test forks).
-    exec_cmd env CUSTOS_CONF="$d/custos.conf" IT_STORE="$d/store" "$PYTHON" "$TEST_PY" failclosed "$mode" mid
+    exec_cmd env CUSTOS_CONF="$d/custos.conf" IT_STORE="$d/store" \
+        "$PYTHON" "$TEST_PY" failclosed "$mode" mid
     keep "fc-$mode-mid"
-    [ "$RC" -eq 0 ] || defer_fail "fail-closed ($mode, audit file broke mid-run): $(grep -E '^FAIL' <<<"$OUT" | tr '\n' ' ')"
+    [ "$RC" -eq 0 ] ||
+        defer_fail "fail-closed ($mode, audit file broke mid-run): $(grep -E '^FAIL' <<<"$OUT" | tr '\n' ' ')"
     verify_ok "$d/custos.conf" "fc-$mode-after"
     [ "$RECORDS" -gt "$n_before" ] || fail "fc-$mode: $RECORDS records after, $n_before before"
     log "fc-$mode: no committed record lost: $n_before records before, $RECORDS after, chain intact"
@@ -264,11 +280,13 @@ done
 # ---- 5. no secret anywhere ------------------------------------------------------------------------
 log "part 5: the syslog mirror ([audit] syslog = yes)"
 SCONF=$IT_TMP/syslog.conf
-conf_with "$SCONF" "$IT_STORE" "$(printf '[audit]\nsyslog = yes\n[alerts]\ndecrypt_per_user = 10\naction = log')"
+conf_with "$SCONF" "$IT_STORE" \
+    "$(printf '[audit]\nsyslog = yes\n[alerts]\ndecrypt_per_user = 10\naction = log')"
 SYSLOG_OUT=$LOGS/syslog-capture.log
 # No syslog daemon is assumed: in a private mount namespace /dev becomes a tmpfs of links to the
 # real /dev plus this test's own /dev/log socket, where the module's mirror sends (docs/audit.md).
 if unshare --mount --propagation private true 2>/dev/null; then
+    # shellcheck disable=SC2016  # the script's $1, $e... expand in the namespace's bash
     exec_cmd timeout 60 unshare --mount --propagation private bash -c '
         set -e
         mkdir -p "$1/olddev"
@@ -285,7 +303,8 @@ if unshare --mount --propagation private true 2>/dev/null; then
     export_to "$CUSTOS_CONF" "$LOGS/export-syslog.jsonl"
     py_ok check-syslog "$SYSLOG_OUT" "$LOGS/export-syslog.jsonl"
 else
-    log "SKIP (syslog mirror only): cannot make a private mount namespace here (unshare --mount needs root/CAP_SYS_ADMIN), so /dev/log cannot be captured"
+    log "SKIP (syslog mirror only): cannot make a private mount namespace here (unshare --mount" \
+        "needs root or CAP_SYS_ADMIN), so /dev/log cannot be captured"
 fi
 
 log "part 5: searching for the test's keys, PINs, IVs and plaintexts"
@@ -299,9 +318,11 @@ done
 # Under `make check` the harness's own log of this test so far.
 HLOG=$CUSTOS_BUILDDIR/tests/integration/audit_trail.log
 [ -f "$HLOG" ] && [ "$HLOG" -nt "$CUSTOS_CONF" ] && files+=("$HLOG")
-[ -f "$STATE/snapshot-audit.db-wal" ] || fail "no -wal snapshot of the audit file was taken while a writer had it open"
+[ -f "$STATE/snapshot-audit.db-wal" ] ||
+    fail "no -wal snapshot of the audit file was taken while a writer had it open"
 py_ok search "$STATE/search.json" "${files[@]}"
 printf '%s\n' "$OUT" | grep '^# searched' | sed 's/^/    /'
 py_ok control "$LOGS/export-final.jsonl"
 [ "${#DEFERRED[@]}" -eq 0 ] || fail "${#DEFERRED[@]} failure(s) above: $(printf '%s; ' "${DEFERRED[@]}")"
-log "all checks passed; records in the trail: $RECORDS; load $load_secs s; total run time $((SECONDS - T0)) s"
+log "all checks passed; records in the trail: $RECORDS; load $load_secs s;" \
+    "total run time $((SECONDS - T0)) s"
