@@ -91,9 +91,10 @@ CK_RV core_audit_end(session *s, CK_RV rv)
     ev->rv = rv;
     if (ev->user == NULL) {
         pthread_mutex_lock(&t->lock);
-        snprintf(user, sizeof(user), "%s", t->user);
+        memcpy(user, t->user, sizeof(user));
         ev->roles = t->roles;
         pthread_mutex_unlock(&t->lock);
+        user[sizeof(user) - 1] = '\0';
         ev->user = user;
     }
     if (rv != CKR_OK) {
@@ -153,6 +154,17 @@ static const aud_key *describe_locked(object *o)
     return k;
 }
 
+void audit_describe_locked(object *o, aud_key *k)
+{
+    const aud_key *d = describe_locked(o);
+    if (d != NULL)
+        *k = *d;
+    else
+        memset(k, 0, sizeof(*k));
+    k->has_digest = false;
+    k->handle = o->handle;
+}
+
 void audit_note_key(session *s, token *t, object *o, aud_key *k)
 {
     if (s->ev == NULL && k == NULL)
@@ -192,12 +204,24 @@ void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANI
     const uint8_t *aad;
     size_t n;
     k->has_digest = false;
-    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n))
+    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n) || n == 0)
         return;
+    /* The same resource as the last operation of this session (records of
+     * one table or tenant in a row): no need to hash it again. */
+    if (s->last_aad_len == n && n <= sizeof(s->last_aad) && memcmp(s->last_aad, aad, n) == 0) {
+        memcpy(k->digest, s->last_digest, sizeof(k->digest));
+        k->has_digest = true;
+        return;
+    }
     if (s->aad_md == NULL && crypto_md_new(MD_SHA256, &s->aad_md) != CKR_OK)
         return;
     k->has_digest = crypto_md_update(s->aad_md, aad, n) == CKR_OK &&
                     crypto_md_final(s->aad_md, k->digest) == CKR_OK;
+    if (k->has_digest && n <= sizeof(s->last_aad)) {
+        memcpy(s->last_aad, aad, n);
+        s->last_aad_len = n;
+        memcpy(s->last_digest, k->digest, sizeof(s->last_digest));
+    }
 }
 
 void audit_note_target(session *s, const char *what)

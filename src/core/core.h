@@ -94,6 +94,7 @@ typedef struct token {
     unsigned rw_sessions;
     hmap cache;               /* token objects: handle -> object* */
     uint64_t cache_version;   /* store data_version the cache reflects */
+    uint64_t dv_checked_ms;   /* when data_version was last asked */
     hmap sobjs;               /* session objects: handle -> object* */
     uint32_t login_epoch;     /* bumped at every logout: tags private handles */
     hmap counters;            /* per-key encryption counters (families.c) */
@@ -134,6 +135,8 @@ typedef struct msg_op {
     aud_key akey;
     mech_ctx *ctx;
     size_t held;              /* decryption: ciphertext given so far */
+    bool xor_ready;           /* CKG_GENERATE_COUNTER_XOR base drawn */
+    uint8_t xor_base[12];
 } msg_op;
 
 typedef struct find_state {
@@ -159,6 +162,9 @@ typedef struct session {
     aud_class aud;
     bool size_query;          /* the call only reported a length */
     struct crypto_md *aad_md; /* SHA-256 of AADs for the audit (lazy) */
+    uint8_t last_aad[128];    /* the last AAD hashed, and its digest */
+    size_t last_aad_len;
+    uint8_t last_digest[32];
     char ev_user[64];         /* the user a record names, when the call
                                  changes who is logged in */
 } session;
@@ -243,6 +249,14 @@ CK_RV core_key_rotate_due(session *s, CK_ULONG_PTR rotated) CUSTOS_WUR;
 /* ---- objects (core/object.c, core/find.c) ------------------------------- */
 /* Find an object visible to the session; takes a reference. */
 CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out) CUSTOS_WUR;
+/* The same for a data operation (hot): the cache is checked against other
+ * processes' commits at most every 50 ms instead of on every call. */
+CK_RV object_get_mode(session *s, CK_OBJECT_HANDLE h, bool hot, object **out) CUSTOS_WUR;
+/* The audit description of o (t->lock held): see core/auditing.c. */
+void audit_describe_locked(object *o, aud_key *k);
+/* Is o the current version of a family whose rotation period has passed
+ * (t->lock held)? */
+bool family_due_locked(const attr_list *l);
 void object_unref(object *o);
 /* The handle a client sees for a token object row. */
 CK_OBJECT_HANDLE object_client_handle(const token *t, CK_OBJECT_HANDLE row, bool is_private);

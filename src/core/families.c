@@ -214,6 +214,10 @@ CK_RV family_rotate(session *s, const char *family, CK_ULONG expect, CK_ULONG *n
     version_id(id, sizeof(id), family, version + 1);
     GUARD_OUT(stamp_version(&l, family, version + 1, id, family));
     GUARD_OUT(attr_set_bool(&l, CKA_LOCAL, true));
+    /* A new version starts afresh: no inherited expiry. */
+    attr_remove(&l, CKA_CUSTOS_NOT_AFTER);
+    attr_remove(&l, CKA_START_DATE);
+    attr_remove(&l, CKA_END_DATE);
     GUARD_OUT(attr_set_bool(&l, CKA_ALWAYS_SENSITIVE, true));
     GUARD_OUT(attr_set_bool(&l, CKA_NEVER_EXTRACTABLE, true));
 
@@ -247,6 +251,15 @@ out:
     free(sa);
     attr_list_free(&l);
     return rv;
+}
+
+bool family_due_locked(const attr_list *l)
+{
+    CK_ULONG period = 0, created = 0, state = 0;
+    return attr_get_ulong(l, CKA_CUSTOS_ROTATION_PERIOD, &period) && period != 0 &&
+           attr_get_ulong(l, CKA_CUSTOS_STATE, &state) && state == CUSTOS_STATE_ACTIVE &&
+           attr_get_ulong(l, CKA_CUSTOS_CREATED, &created) &&
+           (CK_ULONG)time(NULL) >= created + period;
 }
 
 CK_RV family_maybe_rotate(session *s, object *o)
@@ -334,7 +347,6 @@ CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
     CK_RV rv = CKR_OK;
 
     bool session_key = (row & SESSION_OBJECT_BIT) != 0;
-    snprintf(name, sizeof(name), "enc:%llu", (unsigned long long)row);
     pthread_mutex_lock(&t->lock);
     enc_counter *c = hmap_get(&t->counters, row);
     if (c == NULL) {
@@ -355,6 +367,7 @@ CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
         /* Reserve a block in the store before using it: a crash loses at
          * most the unused part (the count only ever over-estimates). */
         uint64_t granted, after;
+        snprintf(name, sizeof(name), "enc:%llu", (unsigned long long)row);
         rv = store_counter_add(t->st, name, c->block, NONCE_LIMIT, &granted, &after);
         if (rv == CKR_OK && granted == 0)
             rv = CKR_KEY_EXHAUSTED;

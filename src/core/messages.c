@@ -64,8 +64,20 @@ static CK_RV parse_param(const mech_desc *d, const void *p, CK_ULONG len, msg_pa
 }
 
 /* Fill the generated part of an IV. seq is this encryption's number in the
- * key's persistent count (unique per key). */
-static CK_RV generate_iv(const msg_param *p, uint64_t seq)
+ * key's persistent count: unique per key and below 2^32 (the SP 800-38D
+ * bound the counter enforces), so counter-based IVs never repeat. The three
+ * counter-based generators are kept apart so that no choice of the caller's
+ * fixed part can steer one onto another's IV:
+ *  - CKG_GENERATE: 00000000 || seq (64-bit big-endian), SP 800-38D 8.2.1;
+ *  - CKG_GENERATE_COUNTER: the caller's fixed bytes || seq in the rest;
+ *    the last 8 bytes are below 2^32 either way;
+ *  - CKG_GENERATE_COUNTER_XOR: a base the token draws once per
+ *    message context, XOR seq; the base's bit 63 of its last 8 bytes is set, so its
+ *    IVs never equal a counter IV. The caller's pIv is overwritten (the
+ *    standard lets the token write the IV it used).
+ *  - CKG_GENERATE_RANDOM needs a random field of at least 96 bits
+ *    (SP 800-38D 8.2.2), so a fixed part needs a longer IV. */
+static CK_RV generate_iv(const msg_param *p, uint64_t seq, const uint8_t xor_base[GCM_IV_LEN])
 {
     size_t fixed = (p->fixed_bits + 7) / 8;
     size_t free_bytes = p->ivlen - fixed;
@@ -73,30 +85,41 @@ static CK_RV generate_iv(const msg_param *p, uint64_t seq)
     case CKG_NO_GENERATE:
         return CKR_OK;
     case CKG_GENERATE:
-        /* The token's choice: a deterministic IV (SP 800-38D sec. 8.2.1),
-         * zero fixed field and the key's count, so it never repeats. */
         ENSURE(p->ivlen == GCM_IV_LEN, CKR_MECHANISM_PARAM_INVALID);
         memset(p->iv, 0, 4);
         for (int i = 0; i < 8; i++)
             p->iv[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
         return CKR_OK;
     case CKG_GENERATE_COUNTER:
+        ENSURE(p->fixed_bits % 8 == 0 && free_bytes >= 8 && p->ivlen == GCM_IV_LEN,
+               CKR_MECHANISM_PARAM_INVALID);
+        for (size_t i = 0; i < free_bytes; i++)
+            p->iv[p->ivlen - 1 - i] = i < 8 ? (uint8_t)(seq >> (8 * i)) : 0;
+        return CKR_OK;
     case CKG_GENERATE_COUNTER_XOR:
-        /* The caller's fixed bits, then the count (or the IV XOR count). */
-        ENSURE(p->fixed_bits % 8 == 0 && free_bytes >= 4, CKR_MECHANISM_PARAM_INVALID);
-        for (size_t i = 0; i < free_bytes; i++) {
-            uint8_t b = i < 8 ? (uint8_t)(seq >> (8 * i)) : 0;
-            uint8_t *dst = &p->iv[p->ivlen - 1 - i];
-            *dst = p->gen == CKG_GENERATE_COUNTER ? b : (uint8_t)(*dst ^ b);
-        }
+        ENSURE(p->ivlen == GCM_IV_LEN && xor_base != NULL, CKR_MECHANISM_PARAM_INVALID);
+        memcpy(p->iv, xor_base, GCM_IV_LEN);
+        for (int i = 0; i < 8; i++)
+            p->iv[GCM_IV_LEN - 1 - i] ^= (uint8_t)(seq >> (8 * i));
         return CKR_OK;
     case CKG_GENERATE_RANDOM:
-        ENSURE(p->fixed_bits % 8 == 0 && free_bytes >= 12 - (fixed < 12 ? fixed : 12) && free_bytes > 0,
-               CKR_MECHANISM_PARAM_INVALID);
+        ENSURE(p->fixed_bits % 8 == 0 && free_bytes >= 12, CKR_MECHANISM_PARAM_INVALID);
         return crypto_random(p->iv + fixed, free_bytes);
     default:
         return CKR_MECHANISM_PARAM_INVALID;
     }
+}
+
+/* The base of CKG_GENERATE_COUNTER_XOR for this message context, drawn
+ * at its first use (see generate_iv). */
+static CK_RV xor_base(msg_op *m)
+{
+    if (m->xor_ready)
+        return CKR_OK;
+    GUARD(crypto_random(m->xor_base, sizeof(m->xor_base)));
+    m->xor_base[4] |= 0x80;
+    m->xor_ready = true;
+    return CKR_OK;
 }
 
 /* The single-part mechanism parameter for one message. */
@@ -196,8 +219,10 @@ static CK_RV begin(session *s, msg_op *m, bool encrypt, const void *param, CK_UL
             return CKR_ACTION_PROHIBITED;
         }
         uint64_t seq;
+        if (p->gen == CKG_GENERATE_COUNTER_XOR)
+            GUARD(xor_base(m));
         GUARD(family_count_encryption_seq(t, m->akey.handle, &seq));
-        GUARD(generate_iv(p, seq));
+        GUARD(generate_iv(p, seq, m->xor_base));
     }
     single_for(m->mech, p, aad, aadlen, &mech, &sp);
     GUARD(m->mech->ops->check_param(m->mech, &mech, encrypt ? MECH_OP_ENCRYPT : MECH_OP_DECRYPT));
@@ -417,8 +442,11 @@ CK_RV core_wrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDL
         goto out;
     }
     uint64_t seq;
+    uint8_t base[GCM_IV_LEN];
+    GUARD_OUT(crypto_random(base, sizeof(base)));
+    base[4] |= 0x80;
     GUARD_OUT(family_count_encryption_seq(s->tok, ak.handle, &seq));
-    GUARD_OUT(generate_iv(&p, seq));
+    GUARD_OUT(generate_iv(&p, seq, base));
     GUARD_OUT(join_aad(&w, ad, adlen, &aad, &aadlen));
     CK_MECHANISM sm;
     single_param sp;

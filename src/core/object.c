@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "core/internal.h"
 #include "crypto/crypto.h"
 #include "util/secmem.h"
@@ -88,14 +89,29 @@ static CK_RV open_sealed_locked(token *t, object *o)
 }
 
 /* Load a token object into the cache. Called with t->lock held. */
-static CK_RV load_locked(token *t, CK_OBJECT_HANDLE h, object **out)
+/* Milliseconds on the coarse monotonic clock (no system call). */
+static uint64_t now_ms(void)
 {
-    uint64_t ver;
-    GUARD(store_data_version(t->st, &ver));
-    if (ver != t->cache_version) {
-        /* Another process committed: what we cached may be stale. */
-        object_cache_flush_locked(t);
-        t->cache_version = ver;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* How long a data operation may use a cached key before asking the store
+ * whether another process changed anything (docs/architecture.md). */
+#define HOT_RECHECK_MS 50
+
+static CK_RV load_locked_mode(token *t, CK_OBJECT_HANDLE h, bool hot, object **out)
+{
+    uint64_t ver, now = now_ms();
+    if (!hot || now - t->dv_checked_ms >= HOT_RECHECK_MS) {
+        GUARD(store_data_version(t->st, &ver));
+        t->dv_checked_ms = now;
+        if (ver != t->cache_version) {
+            /* Another process committed: what we cached may be stale. */
+            object_cache_flush_locked(t);
+            t->cache_version = ver;
+        }
     }
     object *o = hmap_get(&t->cache, h);
     if (o != NULL) {
@@ -129,6 +145,11 @@ static CK_RV load_locked(token *t, CK_OBJECT_HANDLE h, object **out)
     return CKR_OK;
 }
 
+static CK_RV load_locked(token *t, CK_OBJECT_HANDLE h, object **out)
+{
+    return load_locked_mode(t, h, false, out);
+}
+
 CK_RV object_load_row_locked(token *t, CK_OBJECT_HANDLE row, object **out)
 {
     object *o;
@@ -149,6 +170,11 @@ CK_OBJECT_HANDLE object_client_handle(const token *t, CK_OBJECT_HANDLE row, bool
 
 CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out)
 {
+    return object_get_mode(s, h, false, out);
+}
+
+CK_RV object_get_mode(session *s, CK_OBJECT_HANDLE h, bool hot, object **out)
+{
     token *t = s->tok;
     object *o = NULL;
     CK_RV rv = CKR_OK;
@@ -158,7 +184,7 @@ CK_RV object_get(session *s, CK_OBJECT_HANDLE h, object **out)
     if (h & SESSION_OBJECT_BIT) {
         o = hmap_get(&t->sobjs, h);
     } else if (token_ready(t) && (h & HANDLE_ROW_MASK) != 0) {
-        rv = load_locked(t, h & HANDLE_ROW_MASK, &o);
+        rv = load_locked_mode(t, h & HANDLE_ROW_MASK, hot, &o);
         /* The tag must be the current login's (private) or none (public). */
         if (rv == CKR_OK && object_client_handle(t, o->handle, o->is_private) != h)
             o = NULL;
@@ -248,8 +274,12 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     uint8_t rnd[16];
     char uid[33];
     GUARD(crypto_random(rnd, sizeof(rnd)));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(uid + 2 * i, 3, "%02x", rnd[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        uid[2 * i] = hex[rnd[i] >> 4];
+        uid[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    uid[32] = '\0';
     GUARD(attr_set(attrs, CKA_UNIQUE_ID, uid, 32, 0));
     object *o = object_wrap(attrs);
     ENSURE(o != NULL, CKR_HOST_MEMORY);

@@ -106,22 +106,39 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
              CK_RV invalid_rv, mech_key *key, uint8_t *kbuf, aud_key *ak)
 {
+    token *t = s->tok;
     size_t len = 0;
     object *o;
-    CK_RV rv = object_get(s, h, &o);
+    bool due = false;
+    CK_RV rv = object_get_mode(s, h, true, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return invalid_rv;
     GUARD(rv);
-    if (ak != NULL)
-        audit_note_key(s, s->tok, o, ak);
+    /* Everything about the key in one visit under the token lock: its
+     * description for the audit, the checks, its value. */
     struct key_check k = { d, usage, d->type };
-    rv = object_with_attrs(s->tok, o, check_key_locked, &k);
+    pthread_mutex_lock(&t->lock);
+    if (ak != NULL)
+        audit_describe_locked(o, ak);
+    rv = check_key_locked(&o->attrs, &k);
+    if (rv == CKR_OK)
+        due = protects(usage) && family_due_locked(&o->attrs);
+    if (rv == CKR_OK)
+        rv = object_open_locked(t, o);
+    const attr *v = rv == CKR_OK ? attr_find(&o->attrs, CKA_VALUE) : NULL;
+    if (rv == CKR_OK && (v == NULL || !(v->flags & ATTR_SECRET)))
+        rv = CKR_KEY_TYPE_INCONSISTENT;
+    if (rv == CKR_OK && v->len > KEY_MAX_BYTES)
+        rv = CKR_KEY_SIZE_RANGE;
+    if (rv == CKR_OK) {
+        memcpy(kbuf, v->value, v->len);
+        len = v->len;
+    }
+    pthread_mutex_unlock(&t->lock);
     /* The first protecting use after a family's rotation period rotates
      * it; this operation still uses the key the caller named. */
-    if (rv == CKR_OK && protects(usage))
+    if (rv == CKR_OK && due)
         rv = family_maybe_rotate(s, o);
-    if (rv == CKR_OK)
-        rv = object_key_copy(s->tok, o, kbuf, KEY_MAX_BYTES, &len);
     key->bytes = kbuf;
     key->len = len;
     key->type = o->kt;

@@ -41,6 +41,10 @@ struct crypto_aead {
     bool encrypt;
     bool active;              /* between a successful init and final */
     bool data_seen;           /* AAD is only accepted before the data */
+    /* The key ctx holds a schedule for (secmem copy, to recognise it): a
+     * new operation with the same key loads only the IV. */
+    uint8_t *key;
+    size_t keylen;
 };
 
 CK_RV crypto_aead_new(crypto_aead **out)
@@ -62,6 +66,7 @@ void crypto_aead_free(crypto_aead *a)
         return;
     /* EVP_CIPHER_CTX_free cleanses the key schedule it holds. */
     EVP_CIPHER_CTX_free(a->ctx);
+    secmem_free(a->key, a->keylen);
     free(a);
 }
 
@@ -133,6 +138,8 @@ CK_RV crypto_aead_init(crypto_aead *a, crypto_aead_alg alg, bool encrypt,
      * key and IV are loaded. */
     if (cipher != a->cipher) {
         a->cipher = NULL;
+        secmem_free(a->key, a->keylen);
+        a->key = NULL;
         if (EVP_CipherInit_ex2(a->ctx, cipher, NULL, NULL, encrypt, NULL) != 1)
             return crypto_fail(CKR_FUNCTION_FAILED);
         a->cipher = cipher;
@@ -140,6 +147,9 @@ CK_RV crypto_aead_init(crypto_aead *a, crypto_aead_alg alg, bool encrypt,
     }
     if (alg == AEAD_XCHACHA20_POLY1305) {
         /* The cipher is ChaCha20-Poly1305 with its fixed 12-byte nonce. */
+        /* The context now holds a per-nonce subkey: forget the cached key. */
+        secmem_free(a->key, a->keylen);
+        a->key = NULL;
         CK_RV rv = xchacha_load(a, encrypt, key, iv);
         if (rv != CKR_OK) {
             a->cipher = NULL;
@@ -159,9 +169,20 @@ CK_RV crypto_aead_init(crypto_aead *a, crypto_aead_alg alg, bool encrypt,
             }
             a->ivlen = ivlen;
         }
-        if (EVP_CipherInit_ex2(a->ctx, NULL, key, iv, encrypt, NULL) != 1) {
+        /* The same key as the last operation on this context (a session
+         * encrypting many records): keep the key schedule and GHASH key,
+         * load the IV only. Compared in constant time. */
+        bool same = a->key != NULL && a->keylen == keylen && ct_memeq(a->key, key, keylen);
+        if (EVP_CipherInit_ex2(a->ctx, NULL, same ? NULL : key, iv, encrypt, NULL) != 1) {
             a->cipher = NULL;
+            secmem_free(a->key, a->keylen);
+            a->key = NULL;
             return crypto_fail(CKR_FUNCTION_FAILED);
+        }
+        if (!same) {
+            secmem_free(a->key, a->keylen);
+            a->key = secmem_dup(key, keylen);
+            a->keylen = a->key != NULL ? keylen : 0;
         }
     }
     a->alg = alg;

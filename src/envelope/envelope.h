@@ -11,8 +11,8 @@
 #include "pkcs11.h"
 
 #define ENV_FORMAT_VERSION 1
-#define ENV_AEAD_AES256_GCM 1
-#define ENV_AEAD_XCHACHA20_POLY1305 2  /* reserved: parsed, not yet sealed/opened */
+#define ENV_AEAD_AES256_GCM 1          /* the default */
+#define ENV_AEAD_XCHACHA20_POLY1305 2  /* needs CKM_CHACHA20_POLY1305 with 192-bit nonces */
 #define ENV_CHUNK_SHIFT_DEFAULT 16     /* 64 KiB chunks */
 #define ENV_CHUNK_SHIFT_MIN 10
 #define ENV_CHUNK_SHIFT_MAX 20
@@ -64,7 +64,7 @@ typedef struct env_reader env_reader;
 typedef struct env_info {
     int is_dek_file;            /* a DEK file rather than an envelope */
     unsigned format_version;
-    unsigned aead;              /* ENV_AEAD_* (0 for a DEK file) */
+    unsigned aead;              /* ENV_AEAD_*; for a DEK file, the AEAD its key is for */
     const char *aead_name;
     size_t chunk_size;          /* plaintext bytes per chunk */
     char context[ENV_CONTEXT_MAX + 1];
@@ -90,6 +90,18 @@ void env_ctx_free(env_ctx *ctx);
 void env_ctx_set_kek(env_ctx *ctx, CK_OBJECT_HANDLE kek);
 /* Chunk size for new envelopes, as log2 bytes (ENV_CHUNK_SHIFT_MIN..MAX). */
 env_rv env_ctx_set_chunk_shift(env_ctx *ctx, unsigned shift);
+/* The AEAD of new envelopes and DEK files: ENV_AEAD_AES256_GCM (the default)
+ * or ENV_AEAD_XCHACHA20_POLY1305 (else ENV_E_ALGORITHM). Sealing with a DEK
+ * file uses the DEK file's AEAD; once this is called, a DEK file for another
+ * AEAD is refused (ENV_E_ALGORITHM). A token that does not list the
+ * mechanisms gets ENV_E_MECHANISM at seal or open, never AES instead. */
+env_rv env_ctx_set_aead(env_ctx *ctx, unsigned aead);
+/* "aes-256-gcm" or "xchacha20-poly1305" (any case) to ENV_AEAD_*;
+ * ENV_E_ALGORITHM for any other name. */
+env_rv env_aead_from_name(const char *name, unsigned *aead);
+/* ENV_AEAD_* to its display name ("AES-256-GCM", "XChaCha20-Poly1305",
+ * "unknown"). */
+const char *env_aead_name(unsigned aead);
 /* The last failure as one line, e.g. "chunk 3 failed authentication ...". */
 const char *env_ctx_error(const env_ctx *ctx);
 /* The last PKCS#11 return value that failed (CKR_OK if none). */

@@ -4,6 +4,7 @@
 #include "envelope/internal.h"
 
 #include <stdlib.h>
+#include <strings.h>
 
 /* ---- names ------------------------------------------------------------------ */
 static const struct {
@@ -46,10 +47,22 @@ static const struct {
     unsigned id;
     size_t nonce_len;
     const char *name;
+    const char *cli_name;
 } AEADS[] = {
-    { ENV_AEAD_AES256_GCM, 12, "AES-256-GCM" },
-    { ENV_AEAD_XCHACHA20_POLY1305, 24, "XChaCha20-Poly1305" },
+    { ENV_AEAD_AES256_GCM, 12, "AES-256-GCM", "aes-256-gcm" },
+    { ENV_AEAD_XCHACHA20_POLY1305, 24, "XChaCha20-Poly1305", "xchacha20-poly1305" },
 };
+
+env_rv env_aead_from_name(const char *name, unsigned *aead)
+{
+    ENSURE(name != NULL && aead != NULL, ENV_E_ARGS);
+    for (size_t i = 0; i < ARRAY_LEN(AEADS); i++)
+        if (strcasecmp(name, AEADS[i].cli_name) == 0) {
+            *aead = AEADS[i].id;
+            return ENV_OK;
+        }
+    return ENV_E_ALGORITHM;
+}
 
 size_t env_aead_nonce_len(unsigned aead)
 {
@@ -233,6 +246,15 @@ env_rv env_dek_parse(const uint8_t *p, size_t n, env_kb *kb, const char **field)
     memset(kb, 0, sizeof(*kb));
     ENV_GUARD(magic(&r, ENV_DEK_MAGIC));
     ENV_GUARD(kb_fields(&r, kb));
+    kb->dek_aead = ENV_AEAD_AES256_GCM;
+    /* One optional byte: the AEAD, stored only when it is not AES-256-GCM
+     * (sec. 3), so each DEK file has one encoding. */
+    if (n - r.off == 1 && p[r.off] > ENV_AEAD_AES256_GCM) {
+        if (env_aead_nonce_len(p[r.off]) == 0)
+            return fail(&r, ENV_E_ALGORITHM, "dek_aead");
+        kb->dek_aead = p[r.off];
+        r.off++;
+    }
     if (r.off != n)
         return fail(&r, ENV_E_TRAILING, "end");
     return ENV_OK;
@@ -301,12 +323,15 @@ env_rv env_kb_encode(const env_kb *kb, uint8_t *out, size_t cap, size_t *len, si
 
 env_rv env_dek_encode(const env_kb *kb, uint8_t **out, size_t *len)
 {
-    uint8_t buf[ENV_MAGIC_LEN + 1 + 2 + ENV_FAMILY_MAX + 4 + 4 + 2 + ENV_WDEK_MAX];
+    uint8_t buf[ENV_MAGIC_LEN + 1 + 2 + ENV_FAMILY_MAX + 4 + 4 + 2 + ENV_WDEK_MAX + 1];
     size_t n;
+    ENSURE(kb->dek_aead == 0 || env_aead_nonce_len(kb->dek_aead) != 0, ENV_E_ALGORITHM);
     memcpy(buf, ENV_DEK_MAGIC, ENV_MAGIC_LEN);
     buf[ENV_MAGIC_LEN] = ENV_FORMAT_VERSION;
-    ENV_GUARD(kb_fields_encode(kb, buf + ENV_MAGIC_LEN + 1, sizeof(buf) - ENV_MAGIC_LEN - 1, &n));
+    ENV_GUARD(kb_fields_encode(kb, buf + ENV_MAGIC_LEN + 1, sizeof(buf) - ENV_MAGIC_LEN - 2, &n));
     n += ENV_MAGIC_LEN + 1;
+    if (kb->dek_aead > ENV_AEAD_AES256_GCM)
+        buf[n++] = kb->dek_aead;
     *out = malloc(n);
     ENSURE(*out != NULL, ENV_E_NOMEM);
     memcpy(*out, buf, n);
@@ -469,6 +494,8 @@ env_rv env_inspect(const uint8_t *data, size_t len, env_info *info)
         ENV_GUARD(env_dek_parse(data, len, &kb, NULL));
         info->is_dek_file = 1;
         info->format_version = ENV_FORMAT_VERSION;
+        info->aead = kb.dek_aead;
+        info->aead_name = env_aead_name(kb.dek_aead);
         info->header_len = len;
         info_kb(info, &kb);
         return ENV_OK;

@@ -41,6 +41,9 @@ typedef struct env_kb {
     size_t wdek_len;
     uint8_t kb_nonce[ENV_KB_NONCE_LEN];
     uint8_t kb_tag[ENV_TAG_LEN];
+    /* DEK files only (sec. 3): the AEAD the key is for; 0 or
+     * ENV_AEAD_AES256_GCM (no byte stored) or ENV_AEAD_XCHACHA20_POLY1305. */
+    uint8_t dek_aead;
 } env_kb;
 
 /* A parsed envelope header. nonce_base and context point into the parsed
@@ -66,7 +69,6 @@ CUSTOS_WUR env_rv env_dek_parse(const uint8_t *p, size_t n, env_kb *kb, const ch
 
 /* The nonce length of an AEAD id, 0 if unknown. */
 size_t env_aead_nonce_len(unsigned aead);
-const char *env_aead_name(unsigned aead);
 const char *env_wrap_name(CK_MECHANISM_TYPE mech);
 bool env_wrap_known(CK_MECHANISM_TYPE mech);
 /* Context and family bytes: no control characters (0x00..0x1F, 0x7F). */

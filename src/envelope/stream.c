@@ -14,13 +14,38 @@ struct env_ctx {
     CK_SESSION_HANDLE s;
     CK_OBJECT_HANDLE kek;
     unsigned chunk_shift;
+    unsigned aead;      /* for new envelopes and DEK files */
+    bool aead_set;      /* chosen by the caller (a DEK file must agree) */
+    int chacha;         /* the token lists the ChaCha20 mechanisms: -1 not asked yet */
     CK_RV last_ckr;
     char err[256];
 };
 
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 static CK_OBJECT_CLASS secret_class = CKO_SECRET_KEY;
-static CK_KEY_TYPE aes_type = CKK_AES;
+
+/* What each AEAD needs from the token (sec. 4-5): the DEK's key type and
+ * generation mechanism, the AEAD mechanism. */
+typedef struct aead_desc {
+    unsigned id;
+    CK_KEY_TYPE key_type;
+    CK_MECHANISM_TYPE keygen, mech;
+    const char *keygen_name, *mech_name;
+} aead_desc;
+
+static const aead_desc AEAD_DESCS[] = {
+    { ENV_AEAD_AES256_GCM, CKK_AES, CKM_AES_KEY_GEN, CKM_AES_GCM, "CKM_AES_KEY_GEN", "CKM_AES_GCM" },
+    { ENV_AEAD_XCHACHA20_POLY1305, CKK_CHACHA20, CKM_CHACHA20_KEY_GEN, CKM_CHACHA20_POLY1305,
+      "CKM_CHACHA20_KEY_GEN", "CKM_CHACHA20_POLY1305" },
+};
+
+static const aead_desc *aead_of(unsigned id)
+{
+    for (size_t i = 0; i < ARRAY_LEN(AEAD_DESCS); i++)
+        if (AEAD_DESCS[i].id == id)
+            return &AEAD_DESCS[i];
+    return NULL;
+}
 
 /* ---- errors ------------------------------------------------------------------ */
 #define R(x) { x, #x },
@@ -94,6 +119,8 @@ env_rv env_ctx_new(CK_FUNCTION_LIST_PTR p11, CK_SESSION_HANDLE session, CK_OBJEC
     c->s = session;
     c->kek = kek;
     c->chunk_shift = ENV_CHUNK_SHIFT_DEFAULT;
+    c->aead = ENV_AEAD_AES256_GCM;
+    c->chacha = -1;
     *out = c;
     return ENV_OK;
 }
@@ -113,6 +140,15 @@ env_rv env_ctx_set_chunk_shift(env_ctx *ctx, unsigned shift)
     ENSURE(ctx != NULL && shift >= ENV_CHUNK_SHIFT_MIN && shift <= ENV_CHUNK_SHIFT_MAX,
            ENV_E_ARGS);
     ctx->chunk_shift = shift;
+    return ENV_OK;
+}
+
+env_rv env_ctx_set_aead(env_ctx *ctx, unsigned aead)
+{
+    ENSURE(ctx != NULL, ENV_E_ARGS);
+    ENSURE(aead_of(aead) != NULL, say(ctx, ENV_E_ALGORITHM, "AEAD %u is not one this library seals", aead));
+    ctx->aead = aead;
+    ctx->aead_set = true;
     return ENV_OK;
 }
 
@@ -155,17 +191,22 @@ static void destroy(env_ctx *c, CK_OBJECT_HANDLE *h)
     *h = CK_INVALID_HANDLE;
 }
 
-/* One AES-256-GCM call (PKCS#11 3.2 sec. 6.x, CKM_AES_GCM, 96-bit nonce,
- * 128-bit tag), single-part so a wrong tag releases nothing. `out` holds at
- * least in_len + 16 bytes. */
-static CK_RV gcm(env_ctx *c, bool enc, CK_OBJECT_HANDLE key, const uint8_t *nonce,
-                 const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
-                 uint8_t *out, size_t *out_len)
+/* One AEAD call, single-part so a wrong tag releases nothing: AES-256-GCM
+ * (CKM_AES_GCM, 96-bit nonce, 128-bit tag) or XChaCha20-Poly1305
+ * (CKM_CHACHA20_POLY1305 with a 192-bit nonce: PKCS#11 3.2 gives
+ * ulNonceLen in bits; 16-byte tag). `out` holds at least in_len + 16 bytes. */
+static CK_RV aead(env_ctx *c, unsigned alg, bool enc, CK_OBJECT_HANDLE key, const uint8_t *nonce,
+                  const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
+                  uint8_t *out, size_t *out_len)
 {
     static uint8_t empty[1];
     CK_GCM_PARAMS p = { (CK_BYTE_PTR)nonce, 12, 96, (CK_BYTE_PTR)aad, (CK_ULONG)aad_len,
                         ENV_TAG_LEN * 8 };
+    CK_SALSA20_CHACHA20_POLY1305_PARAMS x = { (CK_BYTE_PTR)nonce, 192, (CK_BYTE_PTR)aad,
+                                              (CK_ULONG)aad_len };
     CK_MECHANISM m = { CKM_AES_GCM, &p, sizeof(p) };
+    if (alg == ENV_AEAD_XCHACHA20_POLY1305)
+        m = (CK_MECHANISM){ CKM_CHACHA20_POLY1305, &x, sizeof(x) };
     /* Room for what the call can produce: a tag more, or a tag less. */
     CK_ULONG ol = (CK_ULONG)(enc ? in_len + ENV_TAG_LEN : in_len);
     CK_RV r = enc ? c->f->C_EncryptInit(c->s, &m, key) : c->f->C_DecryptInit(c->s, &m, key);
@@ -179,13 +220,45 @@ static CK_RV gcm(env_ctx *c, bool enc, CK_OBJECT_HANDLE key, const uint8_t *nonc
     return r;
 }
 
-static void chunk_nonce(const uint8_t *base, uint64_t index, uint8_t nonce[12])
+/* nonce_i = nonce_base XOR (0^(N-4) || BE32(i)) (sec. 4). */
+static void chunk_nonce(const uint8_t *base, size_t len, uint64_t index, uint8_t *nonce)
 {
     uint8_t be[4];
-    memcpy(nonce, base, 12);
+    memcpy(nonce, base, len);
     env_put32(be, (uint32_t)index);
-    for (int i = 0; i < 4; i++)
-        nonce[8 + i] ^= be[i];
+    for (size_t i = 0; i < 4; i++)
+        nonce[len - 4 + i] ^= be[i];
+}
+
+/* The mechanisms of the session's slot (caller frees *list). */
+static env_rv mech_list(env_ctx *c, CK_MECHANISM_TYPE **list, CK_ULONG *n)
+{
+    CK_SESSION_INFO si;
+    *list = NULL;
+    *n = 0;
+    CK_RV r = c->f->C_GetSessionInfo(c->s, &si);
+    if (r != CKR_OK)
+        return ckr(c, r, ENV_E_TOKEN, "C_GetSessionInfo");
+    r = c->f->C_GetMechanismList(si.slotID, NULL, n);
+    if (r != CKR_OK)
+        return ckr(c, r, ENV_E_TOKEN, "C_GetMechanismList");
+    *list = calloc(*n + 1, sizeof(**list));
+    ENSURE(*list != NULL, ENV_E_NOMEM);
+    r = c->f->C_GetMechanismList(si.slotID, *list, n);
+    if (r != CKR_OK) {
+        free(*list);
+        *list = NULL;
+        return ckr(c, r, ENV_E_TOKEN, "C_GetMechanismList");
+    }
+    return ENV_OK;
+}
+
+static bool listed(const CK_MECHANISM_TYPE *list, CK_ULONG n, CK_MECHANISM_TYPE m)
+{
+    for (CK_ULONG i = 0; i < n; i++)
+        if (list[i] == m)
+            return true;
+    return false;
 }
 
 /* The wrap mechanism this token offers, in order of preference (sec. 5). */
@@ -194,29 +267,48 @@ static env_rv pick_wrap(env_ctx *c, CK_MECHANISM_TYPE *mech)
     static const CK_MECHANISM_TYPE PREF[] = { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD,
                                               CKM_AES_KEY_WRAP };
     env_rv rv = ENV_OK;
-    CK_SESSION_INFO si;
     CK_ULONG n = 0;
     CK_MECHANISM_TYPE *list = NULL;
-    CK_RV r = c->f->C_GetSessionInfo(c->s, &si);
-    if (r != CKR_OK)
-        return ckr(c, r, ENV_E_TOKEN, "C_GetSessionInfo");
-    r = c->f->C_GetMechanismList(si.slotID, NULL, &n);
-    if (r != CKR_OK)
-        return ckr(c, r, ENV_E_TOKEN, "C_GetMechanismList");
-    list = calloc(n + 1, sizeof(*list));
-    ENSURE(list != NULL, ENV_E_NOMEM);
-    r = c->f->C_GetMechanismList(si.slotID, list, &n);
-    ENSURE_OUT(r == CKR_OK, ckr(c, r, ENV_E_TOKEN, "C_GetMechanismList"));
+    ENV_GUARD(mech_list(c, &list, &n));
     for (size_t i = 0; i < ARRAY_LEN(PREF); i++)
-        for (CK_ULONG j = 0; j < n; j++)
-            if (list[j] == PREF[i]) {
-                *mech = PREF[i];
-                goto out;
-            }
+        if (listed(list, n, PREF[i])) {
+            *mech = PREF[i];
+            goto out;
+        }
     rv = say(c, ENV_E_MECHANISM, "no AES key wrap (KWP, 0x210A or RFC 3394) on this token");
 out:
     free(list);
     return rv;
+}
+
+/* An XChaCha20-Poly1305 envelope needs CKM_CHACHA20_POLY1305 (and, for a
+ * fresh DEK, CKM_CHACHA20_KEY_GEN) in the slot's mechanism list; a token
+ * without them gets one clear line, not a failed call later (sec. 4).
+ * AES-256-GCM is not checked: every token this library serves has it. */
+static env_rv need_aead(env_ctx *c, unsigned alg, bool keygen)
+{
+    const aead_desc *a = aead_of(alg);
+    ENSURE(a != NULL, say(c, ENV_E_ALGORITHM, "%s is not supported", env_aead_name(alg)));
+    if (alg != ENV_AEAD_XCHACHA20_POLY1305)
+        return ENV_OK;
+    if (c->chacha < 0) {
+        CK_ULONG n = 0;
+        CK_MECHANISM_TYPE *list = NULL;
+        ENV_GUARD(mech_list(c, &list, &n));
+        c->chacha = (listed(list, n, CKM_CHACHA20_POLY1305) ? 1 : 0) |
+                    (listed(list, n, CKM_CHACHA20_KEY_GEN) ? 2 : 0);
+        free(list);
+    }
+    ENSURE(c->chacha & 1, say(c, ENV_E_MECHANISM,
+                              "the token does not offer %s, which %s envelopes need; "
+                              "use AES-256-GCM with this token",
+                              a->mech_name, env_aead_name(alg)));
+    ENSURE(!keygen || (c->chacha & 2),
+           say(c, ENV_E_MECHANISM,
+               "the token does not offer %s, which a fresh %s data key needs; "
+               "use AES-256-GCM with this token",
+               a->keygen_name, env_aead_name(alg)));
+    return ENV_OK;
 }
 
 /* A variable-length attribute, two-call rule (PKCS#11 3.2 sec. 5.7). */
@@ -378,15 +470,20 @@ static env_rv resolve_kek(env_ctx *c, CK_OBJECT_HANDLE given, const env_kb *kb,
     return ENV_OK;
 }
 
-/* Unwrap the DEK as a session object with only the usage asked for (sec. 5). */
-static env_rv unwrap(env_ctx *c, CK_OBJECT_HANDLE kek, const env_kb *kb, bool enc, bool dec,
-                     bool extractable, CK_OBJECT_HANDLE *dek)
+/* Unwrap the DEK of AEAD `alg` as a session object with only the usage
+ * asked for (sec. 5). */
+static env_rv unwrap(env_ctx *c, CK_OBJECT_HANDLE kek, const env_kb *kb, unsigned alg, bool enc,
+                     bool dec, bool extractable, CK_OBJECT_HANDLE *dek)
 {
     CK_BBOOL e = enc ? CK_TRUE : CK_FALSE, d = dec ? CK_TRUE : CK_FALSE;
     CK_BBOOL x = extractable ? CK_TRUE : CK_FALSE;
+    const aead_desc *a = aead_of(alg);
+    *dek = CK_INVALID_HANDLE;
+    ENSURE(a != NULL, say(c, ENV_E_ALGORITHM, "%s is not supported", env_aead_name(alg)));
+    CK_KEY_TYPE kt = a->key_type;
     CK_ATTRIBUTE t[] = {
         { CKA_CLASS, &secret_class, sizeof(secret_class) },
-        { CKA_KEY_TYPE, &aes_type, sizeof(aes_type) },
+        { CKA_KEY_TYPE, &kt, sizeof(kt) },
         { CKA_TOKEN, &no, sizeof(no) },
         { CKA_PRIVATE, &yes, sizeof(yes) },
         { CKA_SENSITIVE, &yes, sizeof(yes) },
@@ -422,27 +519,35 @@ static env_rv wrap(env_ctx *c, CK_OBJECT_HANDLE dek, env_kb *kb)
     return ENV_OK;
 }
 
-/* A fresh DEK: AES-256, session object, sensitive, extractable only to be
- * wrapped (sec. 5). */
-static env_rv gen_dek(env_ctx *c, CK_OBJECT_HANDLE *dek)
+/* A fresh 256-bit DEK for AEAD `alg` (AES-256 or ChaCha20), session object,
+ * sensitive, extractable only to be wrapped (sec. 5). A ChaCha20 key has one
+ * size, so CKA_VALUE_LEN is given for AES only. */
+static env_rv gen_dek(env_ctx *c, unsigned alg, CK_OBJECT_HANDLE *dek)
 {
     CK_ULONG len = 32;
+    const aead_desc *a = aead_of(alg);
+    char call[64];
+    *dek = CK_INVALID_HANDLE;
+    ENSURE(a != NULL, say(c, ENV_E_ALGORITHM, "%s is not supported", env_aead_name(alg)));
+    CK_KEY_TYPE kt = a->key_type;
     CK_ATTRIBUTE t[] = {
         { CKA_CLASS, &secret_class, sizeof(secret_class) },
-        { CKA_KEY_TYPE, &aes_type, sizeof(aes_type) },
-        { CKA_VALUE_LEN, &len, sizeof(len) },
+        { CKA_KEY_TYPE, &kt, sizeof(kt) },
         { CKA_TOKEN, &no, sizeof(no) },
         { CKA_PRIVATE, &yes, sizeof(yes) },
         { CKA_SENSITIVE, &yes, sizeof(yes) },
         { CKA_EXTRACTABLE, &yes, sizeof(yes) },
         { CKA_ENCRYPT, &yes, sizeof(yes) },
         { CKA_DECRYPT, &yes, sizeof(yes) },
+        { CKA_VALUE_LEN, &len, sizeof(len) },
     };
-    CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
-    CK_RV r = c->f->C_GenerateKey(c->s, &m, t, ARRAY_LEN(t), dek);
+    CK_ULONG nt = ARRAY_LEN(t) - (kt == CKK_AES ? 0 : 1);
+    CK_MECHANISM m = { a->keygen, NULL, 0 };
+    CK_RV r = c->f->C_GenerateKey(c->s, &m, t, nt, dek);
     if (r != CKR_OK) {
         *dek = CK_INVALID_HANDLE;
-        return ckr(c, r, ENV_E_TOKEN, "C_GenerateKey(CKM_AES_KEY_GEN)");
+        snprintf(call, sizeof(call), "C_GenerateKey(%s)", a->keygen_name);
+        return ckr(c, r, ENV_E_TOKEN, call);
     }
     return ENV_OK;
 }
@@ -460,33 +565,58 @@ static size_t kb_aad(const uint8_t d[ENV_DIGEST_LEN], const uint8_t *fields, siz
 #define KB_AAD_MAX (ENV_KB_LABEL_LEN + ENV_DIGEST_LEN + 2 + ENV_FAMILY_MAX + 12 + ENV_WDEK_MAX)
 #define KB_MAX (2 + ENV_FAMILY_MAX + 12 + ENV_WDEK_MAX + ENV_KB_NONCE_LEN + ENV_TAG_LEN)
 
+/* How an envelope's data is sealed: what the key-block tag needs besides
+ * the DEK (sec. 5). */
+typedef struct env_alg {
+    unsigned aead;
+    const uint8_t *nonce_base;
+} env_alg;
+
+/* The key-block tag's nonce (sec. 5): AES-256-GCM uses kb_nonce itself;
+ * XChaCha20-Poly1305 uses nonce_base XOR (kb_nonce || 0^12), 192 bits of
+ * which the per-envelope nonce_base brings 192 random and kb_nonce 96
+ * fresh ones per re-wrap. */
+static void kb_nonce_for(const env_alg *a, const env_kb *kb, uint8_t nonce[ENV_NONCE_MAX])
+{
+    if (a->aead != ENV_AEAD_XCHACHA20_POLY1305) {
+        memcpy(nonce, kb->kb_nonce, ENV_KB_NONCE_LEN);
+        return;
+    }
+    memcpy(nonce, a->nonce_base, ENV_NONCE_MAX);
+    for (size_t i = 0; i < ENV_KB_NONCE_LEN; i++)
+        nonce[i] ^= kb->kb_nonce[i];
+}
+
 /* Append a key block with a fresh nonce and its tag to the data header in
  * `hdr` (data_len bytes); *len is the whole header. */
-static env_rv seal_kb(env_ctx *c, CK_OBJECT_HANDLE dek, const uint8_t d[ENV_DIGEST_LEN],
-                      env_kb *kb, uint8_t *hdr, size_t data_len, size_t *len)
+static env_rv seal_kb(env_ctx *c, CK_OBJECT_HANDLE dek, const env_alg *alg,
+                      const uint8_t d[ENV_DIGEST_LEN], env_kb *kb, uint8_t *hdr, size_t data_len,
+                      size_t *len)
 {
-    uint8_t aad[KB_AAD_MAX], tag[ENV_TAG_LEN];
+    uint8_t aad[KB_AAD_MAX], tag[ENV_TAG_LEN], nonce[ENV_NONCE_MAX];
     size_t n, fields, tl;
     ENV_GUARD(random_bytes(c, kb->kb_nonce, ENV_KB_NONCE_LEN));
     ENV_GUARD(env_kb_encode(kb, hdr + data_len, ENV_HEADER_MAX - data_len, &n, &fields));
     size_t al = kb_aad(d, hdr + data_len, fields, aad);
-    CK_RV r = gcm(c, true, dek, kb->kb_nonce, aad, al, NULL, 0, tag, &tl);
+    kb_nonce_for(alg, kb, nonce);
+    CK_RV r = aead(c, alg->aead, true, dek, nonce, aad, al, NULL, 0, tag, &tl);
     if (r != CKR_OK)
-        return ckr(c, r, ENV_E_TOKEN, "C_Encrypt(CKM_AES_GCM, key block)");
+        return ckr(c, r, ENV_E_TOKEN, "C_Encrypt(key block)");
     ENSURE(tl == ENV_TAG_LEN, say(c, ENV_E_TOKEN, "GCM tag of %zu bytes", tl));
     memcpy(hdr + data_len + fields + ENV_KB_NONCE_LEN, tag, ENV_TAG_LEN);
     *len = data_len + n;
     return ENV_OK;
 }
 
-static env_rv verify_kb(env_ctx *c, CK_OBJECT_HANDLE dek, const uint8_t d[ENV_DIGEST_LEN],
-                        const env_kb *kb)
+static env_rv verify_kb(env_ctx *c, CK_OBJECT_HANDLE dek, const env_alg *alg,
+                        const uint8_t d[ENV_DIGEST_LEN], const env_kb *kb)
 {
-    uint8_t enc[KB_MAX], aad[KB_AAD_MAX], out[ENV_TAG_LEN];
+    uint8_t enc[KB_MAX], aad[KB_AAD_MAX], out[ENV_TAG_LEN], nonce[ENV_NONCE_MAX];
     size_t n, fields, ol;
     ENV_GUARD(env_kb_encode(kb, enc, sizeof(enc), &n, &fields));
     size_t al = kb_aad(d, enc, fields, aad);
-    CK_RV r = gcm(c, false, dek, kb->kb_nonce, aad, al, kb->kb_tag, ENV_TAG_LEN, out, &ol);
+    kb_nonce_for(alg, kb, nonce);
+    CK_RV r = aead(c, alg->aead, false, dek, nonce, aad, al, kb->kb_tag, ENV_TAG_LEN, out, &ol);
     if (r != CKR_OK)
         return ckr(c, r, ENV_E_HEADER_AUTH, "key-block tag check (C_Decrypt)");
     ENSURE(ol == 0, say(c, ENV_E_HEADER_AUTH, "key-block tag check gave output"));
@@ -495,16 +625,21 @@ static env_rv verify_kb(env_ctx *c, CK_OBJECT_HANDLE dek, const uint8_t d[ENV_DI
 
 /* ---- chunk state shared by writer and reader ------------------------------------ */
 typedef struct chunker {
-    uint8_t nonce_base[12];
+    unsigned aead;
+    uint8_t nonce_base[ENV_NONCE_MAX];
+    size_t nonce_len;
     uint8_t *aad;       /* D || BE32(i) || f || context */
     size_t aad_len;
     uint64_t index;
 } chunker;
 
-static env_rv chunker_init(chunker *k, const uint8_t d[ENV_DIGEST_LEN], const uint8_t *nonce_base,
-                           const uint8_t *context, size_t ctx_len)
+static env_rv chunker_init(chunker *k, unsigned aead, const uint8_t d[ENV_DIGEST_LEN],
+                           const uint8_t *nonce_base, const uint8_t *context, size_t ctx_len)
 {
-    memcpy(k->nonce_base, nonce_base, 12);
+    k->aead = aead;
+    k->nonce_len = env_aead_nonce_len(aead);
+    ENSURE(k->nonce_len >= 4 && k->nonce_len <= ENV_NONCE_MAX, ENV_E_ALGORITHM);
+    memcpy(k->nonce_base, nonce_base, k->nonce_len);
     k->aad_len = ENV_DIGEST_LEN + 5 + ctx_len;
     k->aad = malloc(k->aad_len);
     ENSURE(k->aad != NULL, ENV_E_NOMEM);
@@ -515,9 +650,9 @@ static env_rv chunker_init(chunker *k, const uint8_t d[ENV_DIGEST_LEN], const ui
     return ENV_OK;
 }
 
-static void chunker_next(chunker *k, bool final, uint8_t nonce[12])
+static void chunker_next(chunker *k, bool final, uint8_t nonce[ENV_NONCE_MAX])
 {
-    chunk_nonce(k->nonce_base, k->index, nonce);
+    chunk_nonce(k->nonce_base, k->nonce_len, k->index, nonce);
     env_put32(k->aad + ENV_DIGEST_LEN, (uint32_t)k->index);
     k->aad[ENV_DIGEST_LEN + 4] = final ? 1 : 0;
 }
@@ -557,14 +692,18 @@ static env_rv emit(env_ctx *c, env_sink sink, void *arg, const uint8_t *p, size_
 
 static env_rv flush(env_writer *w, bool final)
 {
-    uint8_t nonce[12];
+    uint8_t nonce[ENV_NONCE_MAX];
     size_t ol;
     ENSURE(w->k.index <= ENV_CHUNK_INDEX_MAX, say(w->c, ENV_E_TOO_LARGE, "more than 2^32 chunks"));
     chunker_next(&w->k, final, nonce);
-    CK_RV r = gcm(w->c, true, w->dek, nonce, w->k.aad, w->k.aad_len, w->buf, w->len, w->ct, &ol);
+    CK_RV r = aead(w->c, w->k.aead, true, w->dek, nonce, w->k.aad, w->k.aad_len, w->buf, w->len,
+                   w->ct, &ol);
     env_wipe(w->buf, w->len);
-    if (r != CKR_OK)
-        return ckr(w->c, r, ENV_E_TOKEN, "C_Encrypt(CKM_AES_GCM)");
+    if (r != CKR_OK) {
+        char call[64];
+        snprintf(call, sizeof(call), "C_Encrypt(%s)", aead_of(w->k.aead)->mech_name);
+        return ckr(w->c, r, ENV_E_TOKEN, call);
+    }
     ENSURE(ol == w->len + ENV_TAG_LEN, say(w->c, ENV_E_TOKEN, "C_Encrypt gave %zu bytes", ol));
     ENV_GUARD(emit(w->c, w->sink, w->arg, w->ct, ol));
     w->len = 0;
@@ -572,13 +711,22 @@ static env_rv flush(env_writer *w, bool final)
     return ENV_OK;
 }
 
-/* The DEK and key-block fields for a new envelope: a fresh DEK wrapped under
- * the context's KEK, or the DEK of a DEK file (its wrapped form reused). */
+/* The AEAD of a DEK file's key (sec. 3): an absent byte is AES-256-GCM. */
+static unsigned dek_aead(const env_kb *kb)
+{
+    return kb->dek_aead == 0 ? ENV_AEAD_AES256_GCM : kb->dek_aead;
+}
+
+/* The DEK, its AEAD and the key-block fields for a new envelope: a fresh DEK
+ * for the context's AEAD wrapped under the context's KEK, or the DEK of a
+ * DEK file (its wrapped form reused, its AEAD with it). */
 static env_rv seal_key(env_ctx *c, const uint8_t *dekf, size_t dekf_len, env_kb *kb,
-                       CK_OBJECT_HANDLE *dek)
+                       unsigned *alg, CK_OBJECT_HANDLE *dek)
 {
     if (dekf == NULL) {
-        ENV_GUARD(gen_dek(c, dek));
+        *alg = c->aead;
+        ENV_GUARD(need_aead(c, *alg, true));
+        ENV_GUARD(gen_dek(c, *alg, dek));
         return wrap(c, *dek, kb);
     }
     const char *field = NULL;
@@ -586,8 +734,13 @@ static env_rv seal_key(env_ctx *c, const uint8_t *dekf, size_t dekf_len, env_kb 
     env_rv rv = env_dek_parse(dekf, dekf_len, kb, &field);
     if (rv != ENV_OK)
         return parse_fail(c, rv, field);
+    *alg = dek_aead(kb);
+    ENSURE(!c->aead_set || c->aead == *alg,
+           say(c, ENV_E_ALGORITHM, "the DEK file holds a %s key, not a %s one", env_aead_name(*alg),
+               env_aead_name(c->aead)));
+    ENV_GUARD(need_aead(c, *alg, false));
     ENV_GUARD(resolve_kek(c, c->kek, kb, &kek));
-    return unwrap(c, kek, kb, true, false, false, dek);
+    return unwrap(c, kek, kb, *alg, true, false, false, dek);
 }
 
 env_rv env_seal_begin(env_ctx *ctx, const char *context, const uint8_t *dek, size_t dek_len,
@@ -595,8 +748,9 @@ env_rv env_seal_begin(env_ctx *ctx, const char *context, const uint8_t *dek, siz
 {
     env_rv rv = ENV_OK;
     env_writer *w = NULL;
-    uint8_t hdr[ENV_HEADER_MAX], nonce_base[12], d[ENV_DIGEST_LEN];
+    uint8_t hdr[ENV_HEADER_MAX], nonce_base[ENV_NONCE_MAX], d[ENV_DIGEST_LEN];
     size_t data_len, hlen;
+    unsigned alg = ENV_AEAD_AES256_GCM;
     env_kb kb;
     ENSURE(ctx != NULL && context != NULL && sink != NULL && out != NULL, ENV_E_ARGS);
     *out = NULL;
@@ -615,13 +769,14 @@ env_rv env_seal_begin(env_ctx *ctx, const char *context, const uint8_t *dek, siz
     w->buf = malloc(w->cap);
     w->ct = malloc(w->cap + ENV_TAG_LEN);
     ENSURE_OUT(w->buf != NULL && w->ct != NULL, ENV_E_NOMEM);
-    GUARD_OUT(seal_key(ctx, dek, dek_len, &kb, &w->dek));
-    GUARD_OUT(random_bytes(ctx, nonce_base, sizeof(nonce_base)));
-    GUARD_OUT(env_data_hdr_encode(ENV_AEAD_AES256_GCM, ctx->chunk_shift, nonce_base,
-                                  (const uint8_t *)context, cl, hdr, sizeof(hdr), &data_len));
+    GUARD_OUT(seal_key(ctx, dek, dek_len, &kb, &alg, &w->dek));
+    GUARD_OUT(random_bytes(ctx, nonce_base, env_aead_nonce_len(alg)));
+    GUARD_OUT(env_data_hdr_encode(alg, ctx->chunk_shift, nonce_base, (const uint8_t *)context, cl,
+                                  hdr, sizeof(hdr), &data_len));
     GUARD_OUT(digest(ctx, hdr, data_len, d));
-    GUARD_OUT(seal_kb(ctx, w->dek, d, &kb, hdr, data_len, &hlen));
-    GUARD_OUT(chunker_init(&w->k, d, nonce_base, (const uint8_t *)context, cl));
+    env_alg ea = { alg, nonce_base };
+    GUARD_OUT(seal_kb(ctx, w->dek, &ea, d, &kb, hdr, data_len, &hlen));
+    GUARD_OUT(chunker_init(&w->k, alg, d, nonce_base, (const uint8_t *)context, cl));
     GUARD_OUT(emit(ctx, sink, arg, hdr, hlen));
     *out = w;
     w = NULL;
@@ -724,16 +879,16 @@ static env_rv open_header(env_reader *r, const env_hdr *h)
     env_ctx *c = r->c;
     uint8_t d[ENV_DIGEST_LEN];
     CK_OBJECT_HANDLE kek;
-    ENSURE(h->aead == ENV_AEAD_AES256_GCM,
-           say(c, ENV_E_ALGORITHM, "%s is not supported yet", env_aead_name(h->aead)));
     if (r->expect != NULL)
         ENSURE(strlen(r->expect) == h->ctx_len && memcmp(r->expect, h->context, h->ctx_len) == 0,
                say(c, ENV_E_CONTEXT, "the envelope was sealed for another context"));
+    ENV_GUARD(need_aead(c, h->aead, false));
     ENV_GUARD(resolve_kek(c, c->kek, &h->kb, &kek));
-    ENV_GUARD(unwrap(c, kek, &h->kb, false, true, false, &r->dek));
+    ENV_GUARD(unwrap(c, kek, &h->kb, h->aead, false, true, false, &r->dek));
     ENV_GUARD(digest(c, r->hbuf, h->data_len, d));
-    ENV_GUARD(verify_kb(c, r->dek, d, &h->kb));
-    ENV_GUARD(chunker_init(&r->k, d, h->nonce_base, h->context, h->ctx_len));
+    env_alg ea = { h->aead, h->nonce_base };
+    ENV_GUARD(verify_kb(c, r->dek, &ea, d, &h->kb));
+    ENV_GUARD(chunker_init(&r->k, h->aead, d, h->nonce_base, h->context, h->ctx_len));
     r->shift = h->chunk_shift;
     r->ccap = ((size_t)1 << h->chunk_shift) + ENV_TAG_LEN;
     r->cbuf = malloc(r->ccap);
@@ -744,15 +899,21 @@ static env_rv open_header(env_reader *r, const env_hdr *h)
 
 static env_rv open_chunk(env_reader *r, bool final)
 {
-    uint8_t nonce[12];
+    uint8_t nonce[ENV_NONCE_MAX];
     size_t ol = 0;
     env_ctx *c = r->c;
     ENSURE(r->k.index <= ENV_CHUNK_INDEX_MAX, say(c, ENV_E_TOO_LARGE, "more than 2^32 chunks"));
     chunker_next(&r->k, final, nonce);
-    CK_RV rc = gcm(c, false, r->dek, nonce, r->k.aad, r->k.aad_len, r->cbuf, r->clen, r->pt, &ol);
+    CK_RV rc = aead(c, r->k.aead, false, r->dek, nonce, r->k.aad, r->k.aad_len, r->cbuf, r->clen,
+                    r->pt, &ol);
     if (rc != CKR_OK) {
         env_wipe(r->pt, r->ccap);
         c->last_ckr = rc;
+        /* The token cannot do the construction at all (a 192-bit nonce
+         * refused): not the chunk's fault. */
+        if (rc == CKR_MECHANISM_INVALID || rc == CKR_MECHANISM_PARAM_INVALID)
+            return say(c, ENV_E_MECHANISM, "the token refused %s for %s (token: %s)",
+                       aead_of(r->k.aead)->mech_name, env_aead_name(r->k.aead), env_ckr_name(rc));
         return say(c, ENV_E_CHUNK_AUTH,
                    "chunk %llu (changed, reordered, truncated or from another envelope; token: %s)",
                    (unsigned long long)r->k.index, env_ckr_name(rc));
@@ -999,8 +1160,10 @@ env_rv env_dek_new(env_ctx *ctx, uint8_t **dek, size_t *dek_len)
     env_kb kb;
     ENSURE(ctx != NULL && dek != NULL && dek_len != NULL, ENV_E_ARGS);
     memset(&kb, 0, sizeof(kb));
-    GUARD_OUT(gen_dek(ctx, &h));
+    GUARD_OUT(need_aead(ctx, ctx->aead, true));
+    GUARD_OUT(gen_dek(ctx, ctx->aead, &h));
     GUARD_OUT(wrap(ctx, h, &kb));
+    kb.dek_aead = (uint8_t)ctx->aead;
     GUARD_OUT(env_dek_encode(&kb, dek, dek_len));
 out:
     destroy(ctx, &h);
@@ -1018,9 +1181,11 @@ env_rv env_dek_rewrap(env_ctx *ctx, CK_OBJECT_HANDLE old_kek, const uint8_t *dek
     rv = env_dek_parse(dek, dek_len, &kb, &field);
     ENSURE(rv == ENV_OK, parse_fail(ctx, rv, field));
     GUARD_OUT(resolve_kek(ctx, old_kek, &kb, &kek));
-    GUARD_OUT(unwrap(ctx, kek, &kb, false, false, true, &h));
+    unsigned alg = dek_aead(&kb);
+    GUARD_OUT(unwrap(ctx, kek, &kb, alg, false, false, true, &h));
     memset(&kb, 0, sizeof(kb));
     GUARD_OUT(wrap(ctx, h, &kb));
+    kb.dek_aead = (uint8_t)alg;
     GUARD_OUT(env_dek_encode(&kb, out, out_len));
 out:
     destroy(ctx, &h);
@@ -1042,15 +1207,17 @@ env_rv env_rewrap(env_ctx *ctx, CK_OBJECT_HANDLE old_kek, const uint8_t *env, si
            ENV_E_ARGS);
     rv = env_hdr_parse(env, env_len, &h, &field);
     ENSURE(rv == ENV_OK, parse_fail(ctx, rv, field));
+    GUARD_OUT(need_aead(ctx, h.aead, false));
     GUARD_OUT(resolve_kek(ctx, old_kek, &h.kb, &kek));
     /* Sec. 5: extractable so it can be wrapped again, never in clear. */
-    GUARD_OUT(unwrap(ctx, kek, &h.kb, true, true, true, &dek));
+    GUARD_OUT(unwrap(ctx, kek, &h.kb, h.aead, true, true, true, &dek));
     GUARD_OUT(digest(ctx, env, h.data_len, d));
-    GUARD_OUT(verify_kb(ctx, dek, d, &h.kb));
+    env_alg ea = { h.aead, h.nonce_base };
+    GUARD_OUT(verify_kb(ctx, dek, &ea, d, &h.kb));
     memset(&kb, 0, sizeof(kb));
     GUARD_OUT(wrap(ctx, dek, &kb));
     memcpy(hdr, env, h.data_len);
-    GUARD_OUT(seal_kb(ctx, dek, d, &kb, hdr, h.data_len, &hlen));
+    GUARD_OUT(seal_kb(ctx, dek, &ea, d, &kb, hdr, h.data_len, &hlen));
     *new_header = malloc(hlen);
     ENSURE_OUT(*new_header != NULL, ENV_E_NOMEM);
     memcpy(*new_header, hdr, hlen);

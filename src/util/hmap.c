@@ -45,8 +45,11 @@ void *hmap_get(const hmap *m, uint64_t key)
 
 static bool grow(hmap *m)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 16;
-    while (m->n * 2 >= ncap)
+    /* Size for the live entries only: when tombstones fill the table
+     * (handles are never reused, so a busy map leaves many), rehashing at
+     * the same size clears them instead of doubling forever. */
+    size_t ncap = 16;
+    while ((m->n + 1) * 4 >= ncap)
         ncap *= 2;
     uint64_t *ok = m->keys;
     void **ov = m->vals;

@@ -377,6 +377,31 @@ static void test_gcm_multi_part_messages_equal_one_shot(void)
     RV_EQ(F32->C_MessageDecryptFinal(s), CKR_OK, "C_MessageDecryptFinal");
 }
 
+/* The 3.0 list offers the same functions: encrypt through it, decrypt
+ * through the 3.2 list. */
+static void test_message_functions_on_the_3_0_list(void)
+{
+    CK_SESSION_HANDLE s = h_user_session();
+    CK_OBJECT_HANDLE k = h_aes_key(s, 32, NULL, 0);
+    uint8_t iv[IV_LEN], tag[TAG_LEN], pt[20], ct[20], back[20];
+    CK_GCM_MESSAGE_PARAMS p;
+    CK_ULONG len = sizeof(ct);
+
+    h_random(pt, sizeof(pt));
+    memset(iv, FILL, sizeof(iv));
+    gcm_msg(&p, iv, IV_LEN, 0, CKG_GENERATE, tag, 128);
+    RV_REQ(F30->C_MessageEncryptInit(s, &GCM_MECH, k), CKR_OK, "3.0 C_MessageEncryptInit");
+    RV_EQ(F30->C_EncryptMessage(s, &p, sizeof(p), AAD, sizeof(AAD), pt, sizeof(pt), ct, &len), CKR_OK,
+          "3.0 C_EncryptMessage(CKG_GENERATE)");
+    CHECK(!all_bytes(iv, IV_LEN, FILL), "3.0 list: the token wrote the IV");
+    RV_EQ(F30->C_MessageEncryptFinal(s), CKR_OK, "3.0 C_MessageEncryptFinal");
+    RV_REQ(F32->C_MessageDecryptInit(s, &GCM_MECH, k), CKR_OK, "3.2 C_MessageDecryptInit");
+    len = sizeof(back);
+    RV_EQ(dec(s, &p, sizeof(p), AAD, sizeof(AAD), ct, sizeof(ct), back, &len), CKR_OK, "3.2 C_DecryptMessage");
+    CHECK(len == sizeof(pt) && memcmp(back, pt, sizeof(pt)) == 0, "the 3.0 message decrypts through 3.2");
+    RV_EQ(F32->C_MessageDecryptFinal(s), CKR_OK, "3.2 C_MessageDecryptFinal");
+}
+
 static void test_message_context_rules(void)
 {
     CK_SESSION_HANDLE s = h_user_session();
@@ -1179,6 +1204,7 @@ static const h_case CASES[] = {
     H_CASE(test_gcm_message_round_trips_with_every_iv_generator),
     H_CASE(test_gcm_message_size_query_does_not_consume_an_iv),
     H_CASE(test_gcm_multi_part_messages_equal_one_shot),
+    H_CASE(test_message_functions_on_the_3_0_list),
     H_CASE(test_message_context_rules),
     H_CASE(test_gcm_message_bad_parameters_are_param_invalid),
     H_CASE(test_chacha_message_known_answers),

@@ -53,7 +53,10 @@ LABEL = os.environ.get("IT_LABEL", "")
 PIN = {k: os.environ.get("IT_%s_PIN" % k.upper(), "")
        for k in ("so", "user", "wrong", "dec", "gen", "aud", "off")}
 AADS = [b"tenant=%d,table=orders" % i for i in range(4)]
-DATA_FUNCTIONS = ("C_Encrypt", "C_Decrypt", "C_Sign", "C_Verify")
+# Data operations, aggregated (docs/audit.md): encrypt, decrypt, sign, verify,
+# and the session-key path of envelopes (a DEK generated, wrapped, unwrapped).
+DATA_FUNCTIONS = ("C_Encrypt", "C_Decrypt", "C_Sign", "C_Verify", "C_GenerateKey", "C_WrapKey",
+                  "C_UnwrapKey")
 
 failures = []
 

@@ -43,7 +43,11 @@ to_file() {
 }
 no_file() { [ ! -e "$1" ] || fail "$2: $1 exists"; }
 no_temp() {
-    if ls -A "$1" | grep -q '\.tmp-'; then fail "a temporary file was left in $1"; fi
+    local f
+    for f in "$1"/.*.tmp-*; do
+        [ -e "$f" ] && fail "a temporary file was left in $1"
+    done
+    return 0
 }
 # set_bytes FILE OFFSET HEX...: overwrite bytes in place.
 set_bytes() {

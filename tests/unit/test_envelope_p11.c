@@ -1,7 +1,8 @@
 /* End-to-end tests of the envelope library through real tokens: the built
  * Custos module ($CUSTOS_MODULE) and, when installed, SoftHSM2, both loaded
  * with dlopen exactly as a client does. Round trips, every tamper case, key
- * lookup, re-wrap and inspect; every case runs on every token. */
+ * lookup, re-wrap and inspect; every case runs on every token, the
+ * XChaCha20-Poly1305 cases on every token that lists CKM_CHACHA20_POLY1305. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -732,6 +733,339 @@ static void test_file_helpers_round_trip(void)
     }
 }
 
+/* ---- XChaCha20-Poly1305 (aead 2) ------------------------------------------------------ */
+#define XCHACHA_NOTE "has no CKM_CHACHA20_POLY1305 (SoftHSM2 has no ChaCha20)"
+
+static int token_lists(backend *b, CK_MECHANISM_TYPE mech)
+{
+    CK_SESSION_INFO si;
+    CK_ULONG n = 0;
+    int found = 0;
+    REQUIRE(b->f->C_GetSessionInfo(b->s, &si) == CKR_OK);
+    REQUIRE(b->f->C_GetMechanismList(si.slotID, NULL, &n) == CKR_OK);
+    CK_MECHANISM_TYPE *list = calloc(n + 1, sizeof(*list));
+    REQUIRE(list != NULL);
+    REQUIRE(b->f->C_GetMechanismList(si.slotID, list, &n) == CKR_OK);
+    for (CK_ULONG i = 0; i < n; i++)
+        found |= list[i] == mech;
+    free(list);
+    return found;
+}
+
+/* The XChaCha cases run on tokens that list the mechanism; elsewhere they
+ * say so (test_xchacha_refused_clearly_without_the_mechanism covers those). */
+static int chacha_here(const char *test)
+{
+    if (token_lists(cur, CKM_CHACHA20_POLY1305))
+        return 1;
+    fprintf(stderr, "\n    note: [%s] %s: %s skipped there ", cur->name, XCHACHA_NOTE, test);
+    return 0;
+}
+
+static env_ctx *new_xctx(CK_OBJECT_HANDLE kek)
+{
+    env_ctx *c = new_ctx(kek);
+    REQUIRE_RV(env_ctx_set_aead(c, ENV_AEAD_XCHACHA20_POLY1305), ENV_OK, c);
+    return c;
+}
+
+static void test_aead_names_and_choice(void)
+{
+    unsigned a = 0;
+    EXPECT(env_aead_from_name("xchacha20-poly1305", &a) == ENV_OK && a == ENV_AEAD_XCHACHA20_POLY1305);
+    EXPECT(env_aead_from_name("AES-256-GCM", &a) == ENV_OK && a == ENV_AEAD_AES256_GCM);
+    EXPECT(env_aead_from_name("chacha20-poly1305", &a) == ENV_E_ALGORITHM);
+    EXPECT(env_aead_from_name("", &a) == ENV_E_ALGORITHM);
+    EXPECT(strcmp(env_aead_name(ENV_AEAD_XCHACHA20_POLY1305), "XChaCha20-Poly1305") == 0);
+    FOR_EACH_TOKEN {
+        env_ctx *c = new_ctx(cur->kek_a);
+        EXPECT_RV(env_ctx_set_aead(c, 3), ENV_E_ALGORITHM, c);
+        EXPECT_RV(env_ctx_set_aead(c, 0), ENV_E_ALGORITHM, c);
+        /* AES-256-GCM stays the default. */
+        size_t el = 0;
+        uint8_t *env = seal(c, 10, 20, NULL, 0, &el);
+        env_info info;
+        REQUIRE(env_inspect(env, el, &info) == ENV_OK);
+        EXPECT(info.aead == ENV_AEAD_AES256_GCM);
+        free(env);
+        env_ctx_free(c);
+    }
+}
+
+static void test_xchacha_round_trips_of_boundary_sizes(void)
+{
+    static const size_t SIZES[] = { 0, 1, C64K + 1, (1 << 20) + 3 };
+    FOR_EACH_TOKEN {
+        if (!chacha_here(__func__))
+            continue;
+        env_ctx *c = new_xctx(cur->kek_a), *any = new_ctx(CK_INVALID_HANDLE);
+        CK_ULONG before = session_keys();
+        uint8_t base0[24];
+        for (size_t i = 0; i < sizeof(SIZES) / sizeof(SIZES[0]); i++) {
+            size_t n = SIZES[i], el = 0, pl = 0;
+            uint8_t *env = seal(c, n, 30 + (unsigned)i, NULL, 0, &el);
+            uint8_t *want = pattern(n, 30 + (unsigned)i), *pt = NULL;
+            size_t chunks = n == 0 ? 1 : (n + C64K - 1) / C64K;
+            env_info info;
+            REQUIRE(env_inspect(env, el, &info) == ENV_OK);
+            EXPECT(info.aead == ENV_AEAD_XCHACHA20_POLY1305);
+            EXPECT(strcmp(info.aead_name, "XChaCha20-Poly1305") == 0);
+            /* A 24-byte nonce_base; the key block is the same as with GCM. */
+            EXPECT(info.header_len == 8 + 24 + 2 + strlen(CTX) + 2 + strlen(KEK_A) + 4 + 4 + 2 +
+                                          info.wrapped_dek_len + 12 + 16);
+            EXPECT(info.wrapped_dek_len == 40);
+            EXPECT(el == info.header_len + n + 16 * chunks);
+            if (i == 0)
+                memcpy(base0, env + 8, 24);
+            else
+                EXPECT(memcmp(base0, env + 8, 24) != 0);
+            /* Opening needs no choice: the header says XChaCha20-Poly1305. */
+            EXPECT_RV(env_open_buf(any, CTX, env, el, &pt, &pl), ENV_OK, any);
+            EXPECT(pl == n && pt != NULL && same(pt, want, n));
+            env_free(pt, pl);
+            sinkbuf s;
+            EXPECT_RV(open_stream(c, NULL, env, el, 7777, &s), ENV_OK, c);
+            EXPECT(s.len == n && same(s.p, want, n));
+            free(s.p);
+            free(env);
+            free(want);
+        }
+        /* Zeros in, keystream out: chunks of one envelope, and envelopes
+         * sharing a DEK file, never share a nonce. */
+        uint8_t *zeros = calloc(1, 2 * C64K), *z1 = NULL, *z2 = NULL, *dek = NULL;
+        size_t z1l = 0, z2l = 0, dl = 0;
+        REQUIRE(zeros != NULL);
+        REQUIRE_RV(env_seal_buf(c, CTX, NULL, 0, zeros, 2 * C64K, &z1, &z1l), ENV_OK, c);
+        size_t hl = header_len(z1, z1l);
+        EXPECT(memcmp(z1 + hl, z1 + hl + PIECE, 64) != 0);
+        REQUIRE_RV(env_dek_new(c, &dek, &dl), ENV_OK, c);
+        free(z1);
+        REQUIRE_RV(env_seal_buf(c, CTX, dek, dl, zeros, 2 * C64K, &z1, &z1l), ENV_OK, c);
+        REQUIRE_RV(env_seal_buf(c, CTX, dek, dl, zeros, 2 * C64K, &z2, &z2l), ENV_OK, c);
+        hl = header_len(z1, z1l);
+        EXPECT(z1l == z2l && memcmp(z1 + hl, z2 + hl, 64) != 0);
+        EXPECT(memcmp(z1 + hl, z1 + hl + PIECE, 64) != 0);
+        free(z1);
+        free(z2);
+        free(dek);
+        free(zeros);
+        EXPECT(session_keys() == before);
+        env_ctx_free(c);
+        env_ctx_free(any);
+    }
+}
+
+static void test_xchacha_tamper_cases_are_rejected(void)
+{
+    FOR_EACH_TOKEN {
+        if (!chacha_here(__func__))
+            continue;
+        env_ctx *c = new_xctx(cur->kek_a), *open_c = new_ctx(CK_INVALID_HANDLE);
+        size_t el = 0, n = 2 * C64K + 100;
+        uint8_t *env = seal(c, n, 40, NULL, 0, &el);
+        size_t hl = header_len(env, el);
+        CK_ULONG before = session_keys();
+        sinkbuf s;
+        /* Every header byte. */
+        for (size_t i = 0; i < hl; i++) {
+            env[i] ^= 0x01;
+            env_rv rv = open_stream(open_c, NULL, env, el, el, &s);
+            check_(rv != ENV_OK && s.len == 0, "XChaCha: a flipped header byte is rejected, nothing released",
+                   __LINE__, CU_FALSE);
+            free(s.p);
+            env[i] ^= 0x01;
+        }
+        /* The aead byte set to AES-256-GCM. */
+        env[5] = ENV_AEAD_AES256_GCM;
+        EXPECT(open_stream(open_c, NULL, env, el, el, &s) != ENV_OK && s.len == 0);
+        free(s.p);
+        env[5] = ENV_AEAD_XCHACHA20_POLY1305;
+        /* A flipped ciphertext or tag byte fails at its chunk. */
+        const size_t spots[] = { hl + 5, hl + PIECE + 1000, hl + 2 * PIECE - 1, el - 1, el - 16 - 50 };
+        const size_t released[] = { 0, C64K, C64K, 2 * C64K, 2 * C64K };
+        for (size_t i = 0; i < sizeof(spots) / sizeof(spots[0]); i++) {
+            env[spots[i]] ^= 0x80;
+            EXPECT_RV(open_stream(c, CTX, env, el, 4096, &s), ENV_E_CHUNK_AUTH, c);
+            EXPECT(s.len == released[i]);
+            env[spots[i]] ^= 0x80;
+            free(s.p);
+        }
+        /* Truncation: the final chunk dropped, a cut inside it, trailing bytes. */
+        EXPECT_RV(open_stream(c, CTX, env, hl + 2 * PIECE, 5000, &s), ENV_E_CHUNK_AUTH, c);
+        EXPECT(s.len == C64K);
+        free(s.p);
+        EXPECT_RV(open_stream(c, CTX, env, hl + 2 * PIECE + 10, 5000, &s), ENV_E_TRUNCATED, c);
+        EXPECT(s.len == 2 * C64K);
+        free(s.p);
+        uint8_t *longer = malloc(el + 20);
+        REQUIRE(longer != NULL);
+        memcpy(longer, env, el);
+        memset(longer + el, 0, 20);
+        EXPECT_RV(open_stream(c, CTX, longer, el + 20, 5000, &s), ENV_E_CHUNK_AUTH, c);
+        EXPECT(s.len == 2 * C64K);
+        free(s.p);
+        free(longer);
+        /* Chunks 0 and 1 swapped. */
+        uint8_t *tmp = malloc(PIECE);
+        REQUIRE(tmp != NULL);
+        memcpy(tmp, env + hl, PIECE);
+        memmove(env + hl, env + hl + PIECE, PIECE);
+        memcpy(env + hl + PIECE, tmp, PIECE);
+        EXPECT_RV(open_stream(c, CTX, env, el, 65536, &s), ENV_E_CHUNK_AUTH, c);
+        EXPECT(s.len == 0);
+        free(s.p);
+        memcpy(env + hl + PIECE, env + hl, PIECE);
+        memcpy(env + hl, tmp, PIECE);
+        free(tmp);
+        /* The caller expects another context. */
+        EXPECT_RV(open_stream(c, "tenant=43,table=users,column=ssn", env, el, el, &s), ENV_E_CONTEXT, c);
+        EXPECT(s.len == 0);
+        free(s.p);
+        EXPECT_RV(open_stream(c, CTX, env, el, el, &s), ENV_OK, c);
+        EXPECT(s.len == n);
+        free(s.p);
+        EXPECT(session_keys() == before);
+        free(env);
+        env_ctx_free(c);
+        env_ctx_free(open_c);
+    }
+}
+
+static void test_xchacha_dek_file_splice_and_rewrap(void)
+{
+    FOR_EACH_TOKEN {
+        if (!chacha_here(__func__))
+            continue;
+        env_ctx *xc = new_xctx(cur->kek_a), *plain = new_ctx(cur->kek_a), *aes = new_ctx(cur->kek_a);
+        env_ctx *cb = new_ctx(cur->kek_b), *any = new_ctx(CK_INVALID_HANDLE);
+        REQUIRE_RV(env_ctx_set_aead(aes, ENV_AEAD_AES256_GCM), ENV_OK, aes);
+        CK_ULONG before = session_keys();
+        uint8_t *dek = NULL, *aes_dek = NULL;
+        size_t dl = 0, adl = 0;
+        REQUIRE_RV(env_dek_new(xc, &dek, &dl), ENV_OK, xc);
+        REQUIRE_RV(env_dek_new(plain, &aes_dek, &adl), ENV_OK, plain);
+        env_info info;
+        REQUIRE(env_inspect(dek, dl, &info) == ENV_OK);
+        EXPECT(info.is_dek_file && info.aead == ENV_AEAD_XCHACHA20_POLY1305);
+        EXPECT(dl == adl + 1 && dek[dl - 1] == ENV_AEAD_XCHACHA20_POLY1305);
+        REQUIRE(env_inspect(aes_dek, adl, &info) == ENV_OK);
+        EXPECT(info.is_dek_file && info.aead == ENV_AEAD_AES256_GCM);
+
+        /* A DEK file brings its AEAD; a context that chose another refuses it. */
+        size_t al = 0, bl = 0, xl = 0;
+        uint8_t *a = seal(plain, 2 * C64K + 100, 50, dek, dl, &al);
+        uint8_t *b = seal(plain, 2 * C64K + 100, 51, dek, dl, &bl);
+        uint8_t *x = NULL;
+        EXPECT_RV(env_seal_buf(aes, CTX, dek, dl, "x", 1, &x, &xl), ENV_E_ALGORITHM, aes);
+        EXPECT_RV(env_seal_buf(xc, CTX, aes_dek, adl, "x", 1, &x, &xl), ENV_E_ALGORITHM, xc);
+        REQUIRE(env_inspect(a, al, &info) == ENV_OK);
+        EXPECT(info.aead == ENV_AEAD_XCHACHA20_POLY1305);
+        REQUIRE(al == bl);
+        size_t hl = header_len(a, al);
+        /* Same wrapped DEK, different 24-byte nonce bases. */
+        EXPECT(memcmp(a + hl - 28 - info.wrapped_dek_len, b + hl - 28 - info.wrapped_dek_len,
+                      info.wrapped_dek_len) == 0);
+        EXPECT(memcmp(a + 8, b + 8, 24) != 0);
+        sinkbuf s;
+        EXPECT_RV(open_stream(any, CTX, a, al, al, &s), ENV_OK, any);
+        free(s.p);
+        /* b's chunk 1 in a, then b's key block on a's data header. */
+        uint8_t *a2 = malloc(al);
+        REQUIRE(a2 != NULL);
+        memcpy(a2, a, al);
+        memcpy(a2 + hl + PIECE, b + hl + PIECE, PIECE);
+        EXPECT_RV(open_stream(any, CTX, a2, al, al, &s), ENV_E_CHUNK_AUTH, any);
+        EXPECT(s.len == C64K);
+        free(s.p);
+        memcpy(a2, a, al);
+        size_t data_len = 8 + 24 + 2 + strlen(CTX);
+        memcpy(a2 + data_len, b + data_len, hl - data_len);
+        EXPECT_RV(open_stream(any, CTX, a2, al, al, &s), ENV_E_HEADER_AUTH, any);
+        EXPECT(s.len == 0);
+        free(s.p);
+        free(a2);
+
+        /* Re-wrap under KEK B: only the key block changes, it opens. */
+        uint8_t *neu = NULL, *pt = NULL;
+        size_t nl = 0, pl = 0;
+        REQUIRE_RV(env_rewrap_buf(cb, CK_INVALID_HANDLE, a, al, &neu, &nl), ENV_OK, cb);
+        env_info in;
+        REQUIRE(env_inspect(neu, nl, &in) == ENV_OK);
+        EXPECT(strcmp(in.family, KEK_B) == 0 && in.aead == ENV_AEAD_XCHACHA20_POLY1305);
+        EXPECT(al - info.header_len == nl - in.header_len &&
+               memcmp(a + info.header_len, neu + in.header_len, al - info.header_len) == 0);
+        uint8_t *want = pattern(2 * C64K + 100, 50);
+        EXPECT_RV(env_open_buf(any, CTX, neu, nl, &pt, &pl), ENV_OK, any);
+        EXPECT(pl == 2 * C64K + 100 && memcmp(pt, want, pl) == 0);
+        env_free(pt, pl);
+        free(want);
+        /* A tampered key block is not re-wrapped. */
+        a[info.header_len - 1] ^= 1;
+        uint8_t *bad = NULL;
+        size_t badl = 0;
+        EXPECT_RV(env_rewrap_buf(cb, CK_INVALID_HANDLE, a, al, &bad, &badl), ENV_E_HEADER_AUTH, cb);
+        /* The DEK file moves to KEK B and keeps its AEAD. */
+        uint8_t *dek2 = NULL, *e2 = NULL;
+        size_t d2l = 0, e2l = 0;
+        REQUIRE_RV(env_dek_rewrap(cb, CK_INVALID_HANDLE, dek, dl, &dek2, &d2l), ENV_OK, cb);
+        REQUIRE(env_inspect(dek2, d2l, &in) == ENV_OK);
+        EXPECT(in.is_dek_file && in.aead == ENV_AEAD_XCHACHA20_POLY1305 && strcmp(in.family, KEK_B) == 0);
+        EXPECT_RV(env_seal_buf(any, CTX, dek2, d2l, "abc", 3, &e2, &e2l), ENV_OK, any);
+        EXPECT_RV(env_open_buf(any, CTX, e2, e2l, &pt, &pl), ENV_OK, any);
+        EXPECT(pl == 3 && memcmp(pt, "abc", 3) == 0);
+        env_free(pt, pl);
+        EXPECT(session_keys() == before);
+        free(e2);
+        free(dek2);
+        free(neu);
+        free(a);
+        free(b);
+        free(dek);
+        free(aes_dek);
+        env_ctx_free(xc);
+        env_ctx_free(plain);
+        env_ctx_free(aes);
+        env_ctx_free(cb);
+        env_ctx_free(any);
+    }
+}
+
+/* A token without ChaCha20 (SoftHSM2) gets one clear error at seal, DEK
+ * and open time, never an AES envelope instead. */
+static void test_xchacha_refused_clearly_without_the_mechanism(void)
+{
+    uint8_t *xenv = NULL;
+    size_t xl = 0;
+    cur = &B[0];
+    if (token_lists(cur, CKM_CHACHA20_POLY1305)) {
+        env_ctx *c = new_xctx(cur->kek_a);
+        REQUIRE_RV(env_seal_buf(c, CTX, NULL, 0, "hello", 5, &xenv, &xl), ENV_OK, c);
+        env_ctx_free(c);
+    }
+    FOR_EACH_TOKEN {
+        if (token_lists(cur, CKM_CHACHA20_POLY1305)) {
+            fprintf(stderr, "\n    note: [%s] lists CKM_CHACHA20_POLY1305: the refusal is for tokens without it ",
+                    cur->name);
+            continue;
+        }
+        env_ctx *c = new_xctx(cur->kek_a);
+        CK_ULONG before = session_keys();
+        uint8_t *env = NULL, *dek = NULL, *pt = NULL;
+        size_t el = 0, dl = 0, pl = 0;
+        EXPECT_RV(env_seal_buf(c, CTX, NULL, 0, "hello", 5, &env, &el), ENV_E_MECHANISM, c);
+        EXPECT(strstr(env_ctx_error(c), "CKM_CHACHA20_POLY1305") != NULL);
+        EXPECT(strstr(env_ctx_error(c), "XChaCha20-Poly1305") != NULL);
+        EXPECT_RV(env_dek_new(c, &dek, &dl), ENV_E_MECHANISM, c);
+        if (xenv != NULL) {
+            EXPECT_RV(env_open_buf(c, CTX, xenv, xl, &pt, &pl), ENV_E_MECHANISM, c);
+            EXPECT(strstr(env_ctx_error(c), "CKM_CHACHA20_POLY1305") != NULL);
+        }
+        EXPECT(session_keys() == before);
+        env_ctx_free(c);
+    }
+    free(xenv);
+}
+
 static const cunit_case CASES[] = {
     CASE(test_round_trips_of_boundary_sizes),
     CASE(test_streaming_writer_matches_one_shot_layout),
@@ -747,6 +1081,11 @@ static const cunit_case CASES[] = {
     CASE(test_key_lookup_and_missing_keys),
     CASE(test_errors_never_carry_plaintext_and_dek_objects_are_destroyed),
     CASE(test_file_helpers_round_trip),
+    CASE(test_aead_names_and_choice),
+    CASE(test_xchacha_round_trips_of_boundary_sizes),
+    CASE(test_xchacha_tamper_cases_are_rejected),
+    CASE(test_xchacha_dek_file_splice_and_rewrap),
+    CASE(test_xchacha_refused_clearly_without_the_mechanism),
 };
 
 CUNIT_MAIN("envelope_p11", CASES, setup, teardown)
