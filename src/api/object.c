@@ -24,7 +24,9 @@ CK_RV C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTR
 
 CK_RV C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 {
-    API_SESSION_AUDITED(hSession);
+    /* A session object (a DEK of one record) is recorded like the data
+     * operations it served, aggregated; a token object one by one. */
+    API_SESSION_AUDIT(hSession, __func__, (hObject & SESSION_OBJECT_BIT) ? AUD_DATA : AUD_ALWAYS);
     API_RETURN(core_destroy_object(s, hObject));
 }
 
