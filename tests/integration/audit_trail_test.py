@@ -56,7 +56,7 @@ AADS = [b"tenant=%d,table=orders" % i for i in range(4)]
 # Data operations, aggregated (docs/audit.md): encrypt, decrypt, sign, verify,
 # and the session-key path of envelopes (a DEK generated, wrapped, unwrapped).
 DATA_FUNCTIONS = ("C_Encrypt", "C_Decrypt", "C_Sign", "C_Verify", "C_GenerateKey", "C_WrapKey",
-                  "C_UnwrapKey")
+                  "C_UnwrapKey", "C_DestroyObject")
 
 failures = []
 
