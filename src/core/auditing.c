@@ -266,3 +266,31 @@ void audit_session_closed(token *t, CK_SESSION_HANDLE h)
     if (t->audit != NULL && audit_flush_session(t->audit, h) != CKR_OK)
         t->audit_rv = CKR_DEVICE_ERROR;
 }
+
+void audit_rotation(session *s, const char *family, CK_ULONG version, bool automatic)
+{
+    token *t = s->tok;
+    if (t->audit == NULL)
+        return;
+    audit_event ev;
+    char user[sizeof(t->user)];
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = AUDIT_EVENT;
+    /* The vendor call records itself; a rotation the token did by itself
+     * (a period passed) gets its own record, naming whose use triggered it. */
+    ev.function = automatic ? "rotation (period passed)" : "rotation";
+    ev.session = s->handle;
+    ev.mech = CK_UNAVAILABLE_INFORMATION;
+    pthread_mutex_lock(&t->lock);
+    memcpy(user, t->user, sizeof(user));
+    ev.roles = t->roles;
+    pthread_mutex_unlock(&t->lock);
+    user[sizeof(user) - 1] = '\0';
+    ev.user = user;
+    snprintf(ev.key_family, sizeof(ev.key_family), "%s", family);
+    ev.key_version = version;
+    snprintf(ev.key_label, sizeof(ev.key_label), "%s", family);
+    ev.rv = CKR_OK;
+    if (audit_record(t->audit, &ev) != CKR_OK)
+        t->audit_rv = CKR_DEVICE_ERROR;
+}

@@ -372,6 +372,8 @@ void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANI
 void audit_note_target(session *s, const char *what);
 void audit_note_denied(session *s, const char *why);
 void audit_use_key(session *s, const aud_key *k);
+/* A key family rotated to version (by the token itself when automatic). */
+void audit_rotation(session *s, const char *family, CK_ULONG version, bool automatic);
 /* Open / flush / close a token's audit log. */
 void audit_token_open_locked(token *t);
 void audit_session_closed(token *t, CK_SESSION_HANDLE h);

@@ -171,6 +171,12 @@ static CK_RV current_version(token *t, const char *family, CK_OBJECT_HANDLE *row
 
 CK_RV family_rotate(session *s, const char *family, CK_ULONG expect, CK_ULONG *new_version)
 {
+    return family_rotate_as(s, family, expect, false, new_version);
+}
+
+CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool automatic,
+                       CK_ULONG *new_version)
+{
     token *t = s->tok;
     CK_RV rv;
     CK_OBJECT_HANDLE row, h = 0;
@@ -243,6 +249,8 @@ CK_RV family_rotate(session *s, const char *family, CK_ULONG expect, CK_ULONG *n
     object *old = hmap_del(&t->cache, row);
     pthread_mutex_unlock(&t->lock);
     object_unref(old);
+    if (h != 0)
+        audit_rotation(s, family, version + 1, automatic);
     if (new_version != NULL)
         *new_version = version + 1;
 out:
@@ -287,7 +295,7 @@ CK_RV family_maybe_rotate(session *s, object *o)
     pthread_mutex_lock(&t->lock);
     bool ok = attr_get_ulong(&o->attrs, CKA_CUSTOS_VERSION, &version);
     pthread_mutex_unlock(&t->lock);
-    return ok ? family_rotate(s, family, version, NULL) : CKR_OK;
+    return ok ? family_rotate_as(s, family, version, true, NULL) : CKR_OK;
 }
 
 CK_RV family_rotate_due(session *s, CK_ULONG *rotated)

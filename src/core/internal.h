@@ -66,6 +66,9 @@ CK_RV family_prepare_new(session *s, const CK_ATTRIBUTE *t, CK_ULONG n, attr_lis
 /* Make the next version of a family (exactly one, whoever races); expect
  * (not 0): only if that version is still the current one. */
 CK_RV family_rotate(session *s, const char *family, CK_ULONG expect, CK_ULONG *new_version) CUSTOS_WUR;
+/* The same, saying whether the token does it by itself (for the audit). */
+CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool automatic,
+                       CK_ULONG *new_version) CUSTOS_WUR;
 /* Rotate o's family if o is its current version and its period passed. */
 CK_RV family_maybe_rotate(session *s, object *o) CUSTOS_WUR;
 /* Rotate every family whose period passed; *rotated counts them. */
