@@ -21,12 +21,11 @@ struct mech_ctx {
 
 /* Family ops (one file each). */
 extern const mech_ops mech_keygen_ops;    /* table.c: rows without operations */
-extern const mech_ops mech_aes_gcm_ops;   /* aes_gcm.c */
+extern const mech_ops mech_aead_ops;      /* aead.c: AES-GCM and ChaCha20-Poly1305 */
 extern const mech_ops mech_aes_wrap_ops;  /* aes_wrap.c: RFC 3394 and RFC 5649 */
 extern const mech_ops mech_aes_block_ops; /* aes_block.c: ECB, CBC, CBC-PAD, CTR */
 extern const mech_ops mech_digest_ops;    /* digest.c */
 extern const mech_ops mech_hmac_ops;      /* hmac.c */
-extern const mech_ops mech_chacha_ops;    /* chacha.c: ChaCha20- and XChaCha20-Poly1305 */
 
 /* Family constants behind mech_desc.family. Digest and HMAC rows point at a
  * crypto_md_alg; block rows at a crypto_block_mode; key-wrap rows at this. */
@@ -35,6 +34,30 @@ typedef struct mech_kw_family {
     const uint8_t *iv;         /* the only IV accepted as a parameter */
     size_t ivlen;
 } mech_kw_family;
+
+/* The AEAD families (aes_gcm.c, chacha.c) share one engine (aead.c):
+ * streaming encryption with the tag after the ciphertext, decryption that
+ * releases plaintext only once the tag verifies. A family says how to read
+ * its parameter; its rows point mech_desc.family at this. */
+typedef struct mech_aead_param {
+    crypto_aead_alg alg;
+    const uint8_t *iv;
+    size_t ivlen;
+    const uint8_t *aad;
+    size_t aadlen;
+    size_t taglen;
+} mech_aead_param;
+
+typedef struct mech_aead_family {
+    /* Read and check pParameter: CKR_MECHANISM_PARAM_INVALID. */
+    CK_RV (*parse)(const CK_MECHANISM *m, mech_aead_param *p);
+    /* Most plaintext one key and IV may protect (and ciphertext, less the
+     * tag, one may open). */
+    uint64_t text_max;
+} mech_aead_family;
+
+extern const mech_aead_family mech_gcm_family;    /* aes_gcm.c */
+extern const mech_aead_family mech_chacha_family; /* chacha.c */
 
 /* Does the row's CK_MECHANISM_INFO.flags allow op? */
 bool mech_op_allowed(const mech_desc *d, mech_op op);

@@ -117,7 +117,8 @@ static const mech_desc table[] = {
                       CKF_MULTI_MESSAGE,
         .key_types = { CKK_AES },
         .n_key_types = 1,
-        .ops = &mech_aes_gcm_ops,
+        .family = &mech_gcm_family,
+        .ops = &mech_aead_ops,
     },
     /* ChaCha20 keys have one size, 32 bytes (RFC 8439 sec. 2.3). */
     {
@@ -145,7 +146,8 @@ static const mech_desc table[] = {
                       CKF_MULTI_MESSAGE,
         .key_types = { CKK_CHACHA20 },
         .n_key_types = 1,
-        .ops = &mech_chacha_ops,
+        .family = &mech_chacha_family,
+        .ops = &mech_aead_ops,
     },
 };
 

@@ -1549,9 +1549,12 @@ static void test_chacha_reinit_reuses_context_across_nonce_sizes(void)
     CU_ASSERT_EQUAL(d->ops->reinit(c, d, &m12, MECH_OP_ENCRYPT, &f12.k),
                     CKR_MECHANISM_PARAM_INVALID);
     CU_ASSERT_EQUAL(d->ops->update(c, f12.pt, 1, out, &n), CKR_OPERATION_NOT_INITIALIZED);
-    /* Only contexts of the same family. */
+    /* AES-GCM and ChaCha20 share one engine (aead.c), so the context may
+     * serve a GCM row too, but only with that row's parameter: a ChaCha
+     * parameter for the GCM row is refused and leaves it refusing work. */
     CU_ASSERT_EQUAL(d->ops->reinit(c, row(CKM_AES_GCM), &m24, MECH_OP_ENCRYPT, &f24.k),
-                    CKR_ARGUMENTS_BAD);
+                    CKR_MECHANISM_PARAM_INVALID);
+    CU_ASSERT_EQUAL(d->ops->update(c, f12.pt, 1, out, &n), CKR_OPERATION_NOT_INITIALIZED);
     d->ops->free(c);
     d->ops->free(NULL);
 }
