@@ -55,6 +55,12 @@ const char bench_usage[] =
     "  --nss-dir DIR        with --token on NSS softoken: its database directory\n"
     "  --workdir DIR        keep the prepared tokens in DIR/<module> and reuse them next time\n"
     "                       (populating 1,000,000 keys once, then measuring many times)\n"
+    "  --custos-conf-extra SECTION.KEY=VALUE\n"
+    "                       a setting added to the configuration the bench writes for its own\n"
+    "                       Custos token (repeatable), e.g. audit.enabled=no; it applies to the\n"
+    "                       module named by the --module or --vs before it (else to --module).\n"
+    "                       To compare two settings in one run, give a copy of the module under\n"
+    "                       another file name with --vs (one file is loaded only once)\n"
     "  --json               one JSON object per line instead of the table\n"
     "  --quiet              no progress messages on stderr\n"
     "\n"
@@ -1090,6 +1096,9 @@ static struct {
     const char *module;
     const char *vs[MAX_TARGETS];
     unsigned nvs;
+    /* --custos-conf-extra INI lines per module: [0] --module, [i + 1] vs[i] */
+    char conf_extra[MAX_TARGETS + 1][1024];
+    int last_module;                /* index into conf_extra of the last --module/--vs seen */
     bool raw;
     bool json;
     double seconds;
@@ -1861,7 +1870,7 @@ static bool selected(unsigned flag)
     return false;
 }
 
-static int add_target(const char *path, bench_kind kind, const bench_prep_opts *po)
+static int add_target(const char *path, bench_kind kind, const bench_prep_opts *po, const char *extra)
 {
     char err[1024];
     bench_target *t = calloc(1, sizeof(*t));
@@ -1884,6 +1893,14 @@ static int add_target(const char *path, bench_kind kind, const bench_prep_opts *
     for (unsigned k = 0; k + 1 < NT; k++) /* two modules of one kind get distinct names */
         if (strcmp(T[k]->name, t->name) == 0)
             snprintf(t->name + strlen(t->name), sizeof(t->name) - strlen(t->name), "-%u", NT);
+    if (extra != NULL && extra[0] != '\0') {
+        if (kind != K_CUSTOS || po->token != NULL) {
+            cli_err("--custos-conf-extra: %s is not a Custos module with a token the bench prepares",
+                    path);
+            return -1;
+        }
+        snprintf(t->conf_extra, sizeof(t->conf_extra), "%s", extra);
+    }
     if (peer_prepare(t, po, false, err, sizeof(err)) != 0) {
         cli_err("%s", err);
         return -1;
@@ -1918,8 +1935,29 @@ static const struct option LONGOPTS[] = {
     { "nss-dir", required_argument, NULL, 'N' },  { "workdir", required_argument, NULL, 'D' },
     { "json", no_argument, NULL, 'j' },           { "quiet", no_argument, NULL, 'q' },
     { "child", required_argument, NULL, 'C' },    { "kind", required_argument, NULL, 'K' },
-    { "target-dir", required_argument, NULL, 'd' }, { NULL, 0, NULL, 0 },
+    { "target-dir", required_argument, NULL, 'd' }, { "custos-conf-extra", required_argument, NULL, 'X' },
+    { NULL, 0, NULL, 0 },
 };
+
+/* --custos-conf-extra SECTION.KEY=VALUE -> "[SECTION]\nKEY = VALUE\n" appended to buf. Names are
+ * the INI's own ([a-z0-9_]); the value is one line. The module itself rejects an unknown setting. */
+static int add_conf_extra(char *buf, size_t cap, const char *arg)
+{
+    const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+    size_t used = strlen(buf);
+    bool ok = dot != NULL && eq != NULL && dot > arg && eq > dot + 1 && eq[1] != '\0' &&
+              strpbrk(eq + 1, "\n\r[];") == NULL;
+    for (const char *c = arg; ok && c < eq; c++)
+        ok = c == dot || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9');
+    int n = ok ? snprintf(buf + used, cap - used, "[%.*s]\n%.*s = %s\n", (int)(dot - arg), arg,
+                          (int)(eq - dot - 1), dot + 1, eq + 1) : -1;
+    if (n < 0 || (size_t)n >= cap - used) {
+        buf[used] = '\0';
+        cli_err("--custos-conf-extra: '%s' is not SECTION.KEY=VALUE (lower-case names, one line)", arg);
+        return -1;
+    }
+    return 0;
+}
 
 static int parse(int argc, char **argv)
 {
@@ -1934,13 +1972,18 @@ static int parse(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", LONGOPTS, NULL)) != -1) {
         switch (c) {
-        case 'm': O.module = optarg; break;
+        case 'm': O.module = optarg; O.last_module = 0; break;
         case 'v':
             if (O.nvs == MAX_TARGETS) {
                 cli_err("at most %d --vs modules", MAX_TARGETS);
                 return 2;
             }
             O.vs[O.nvs++] = optarg;
+            O.last_module = (int)O.nvs;
+            break;
+        case 'X':
+            if (add_conf_extra(O.conf_extra[O.last_module], sizeof(O.conf_extra[0]), optarg) != 0)
+                return 2;
             break;
         case 'r': O.raw = true; break;
         case 'w':
@@ -2050,14 +2093,18 @@ int bench_main(int argc, char **argv)
     bench_prep_opts po = O.prep;
     po.want_kdf_token = selected(W_KDF);
     rc = 0;
-    if (O.module != NULL && add_target(O.module, peer_kind_of(O.module), &po) != 0)
+    if (O.module != NULL && add_target(O.module, peer_kind_of(O.module), &po, O.conf_extra[0]) != 0)
         rc = 1;
+    if (O.module == NULL && O.conf_extra[0][0] != '\0') {
+        cli_err("--custos-conf-extra needs a Custos --module");
+        rc = 2;
+    }
     po.token = po.pin_file = po.nss_dir = NULL; /* --token is the first module's */
     for (unsigned i = 0; rc == 0 && i < O.nvs; i++)
-        if (add_target(O.vs[i], peer_kind_of(O.vs[i]), &po) != 0)
+        if (add_target(O.vs[i], peer_kind_of(O.vs[i]), &po, O.conf_extra[i + 1]) != 0)
             rc = 1;
     if (rc == 0 && O.raw)
-        rc = add_target(NULL, K_OPENSSL, &po) != 0;
+        rc = add_target(NULL, K_OPENSSL, &po, NULL) != 0;
     bool ready = rc == 0;
     for (unsigned i = 0; ready && i < O.nwl; i++) {
         double opsps[MAX_THREADS * (MAX_TARGETS + 2)];

@@ -35,6 +35,9 @@ typedef struct bench_target {
     CK_MECHANISM_TYPE *mechs;
     CK_ULONG nmechs;
     int gcm_layout;                 /* 0 unknown, 48 or 40: sizeof the CK_GCM_PARAMS it accepts */
+    /* Custos only: --custos-conf-extra settings, as INI lines appended to the bench's custos.conf
+     * (e.g. "[audit]\nenabled = no\n"), so one run can measure one setting against another. */
+    char conf_extra[1024];
 } bench_target;
 
 #define BENCH_LABEL "custos-bench"

@@ -141,11 +141,11 @@ static int configure(bench_target *t, bool child, char *err, size_t errlen)
         }
         /* Set-up uses a fast PIN KDF; the default KDF is measured on BENCH_KDF_LABEL. */
         snprintf(text, sizeof(text), "[store]\npath = %s/store\n[pin]\nkdf = pbkdf2\n"
-                 "pbkdf2_iterations = 1000\nmax_retries = 10\n", t->dir);
+                 "pbkdf2_iterations = 1000\nmax_retries = 10\n%s", t->dir, t->conf_extra);
         snprintf(path, sizeof(path), "%s/custos.conf", t->dir);
         if (!child && write_file(path, text, err, errlen) != 0)
             return -1;
-        snprintf(text, sizeof(text), "[store]\npath = %s/store\n", t->dir);
+        snprintf(text, sizeof(text), "[store]\npath = %s/store\n%s", t->dir, t->conf_extra);
         snprintf(path, sizeof(path), "%s/custos-default.conf", t->dir);
         if (!child && write_file(path, text, err, errlen) != 0)
             return -1;

@@ -162,7 +162,17 @@ CK_RV crypto_random(void *buf, size_t len)
     ENSURE(lib != NULL, CKR_GENERAL_ERROR);
     if (len == 0)
         return CKR_OK;
-    if (RAND_bytes_ex(lib->libctx, buf, len, 0) != 1)
-        return crypto_fail(CKR_FUNCTION_FAILED);
+    /* Straight from the private context's DRBG (per thread), not through
+     * RAND_bytes_ex: OpenSSL 3.0 sends that to an ENGINE whenever one is the
+     * process's default random source, which may be this very token loaded
+     * by the libp11 engine (tests/integration/openssl_engine.sh). */
+    EVP_RAND_CTX *drbg = RAND_get0_private(lib->libctx);
+    ENSURE(drbg != NULL, CKR_FUNCTION_FAILED);
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < 4096 ? len - off : 4096;
+        if (EVP_RAND_generate(drbg, (unsigned char *)buf + off, n, 0, 0, NULL, 0) != 1)
+            return crypto_fail(CKR_FUNCTION_FAILED);
+        off += n;
+    }
     return CKR_OK;
 }
