@@ -46,6 +46,9 @@ typedef struct audit_event {
     /* the decision: */
     CK_RV rv;                    /* the call's return value */
     const char *deny_reason;     /* NULL = allowed; else why (no secret) */
+    uint64_t count;              /* AUDIT_DATA: how many identical operations
+                                    this event stands for (0 means 1): the
+                                    core pre-aggregates per session */
 } audit_event;
 
 typedef struct audit_policy {

@@ -413,9 +413,10 @@ static bool aggregate(audit_log *a, const audit_event *e)
     bool ok = true;
 
     pthread_mutex_lock(&a->agg_mu);
+    uint64_t n = e->count ? e->count : 1;
     agg_group *g = find_locked(a, e, h, &slot);
     if (g != NULL) {
-        g->count++;
+        g->count += n;
         g->last_us = now;
         goto out;
     }
@@ -433,7 +434,7 @@ static bool aggregate(audit_log *a, const audit_event *e)
     g->hash = h;
     g->born_ns = audit_mono_coarse_ns();
     g->first_us = g->last_us = now;
-    g->count = 1;
+    g->count = n;
     g->ev = *e;
     g->ev.function = NULL;
     g->ev.user = NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "core/internal.h"
 #include "crypto/crypto.h"
 
@@ -73,6 +74,63 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
     return CKR_OK;
 }
 
+/* ---- the session's pending aggregate -------------------------------------
+ * A session's run of identical data operations (same function, key,
+ * resource, result) is counted here, in the session, and handed to the
+ * audit log as one event with a count: at most every 100 ms, when the run
+ * changes, and when the session closes. The log's own aggregation and its
+ * shared lock then see a few events a second per session instead of every
+ * operation. */
+#define PEND_PUSH_MS 100
+
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool same_run(const audit_event *p, const audit_event *e)
+{
+    return p->mech == e->mech && p->key == e->key && p->rv == e->rv && p->roles == e->roles &&
+           p->has_resource_digest == e->has_resource_digest &&
+           (!p->has_resource_digest ||
+            memcmp(p->resource_digest, e->resource_digest, sizeof(p->resource_digest)) == 0) &&
+           strcmp(p->function, e->function) == 0 && strcmp(p->user, e->user) == 0 &&
+           strcmp(p->resource_label, e->resource_label) == 0 && p->key_version == e->key_version;
+}
+
+void audit_session_push(session *s)
+{
+    token *t = s->tok;
+    if (s->pend.count == 0 || t->audit == NULL) {
+        s->pend.count = 0;
+        return;
+    }
+    CK_RV arv = audit_record(t->audit, &s->pend);
+    if (arv != CKR_OK)
+        t->audit_rv = arv;
+    s->pend.count = 0;
+}
+
+/* Count an allowed data operation in the session's run. */
+static void pend(session *s, const audit_event *ev)
+{
+    uint64_t now = coarse_ms();
+    if (s->pend.count > 0 && same_run(&s->pend, ev)) {
+        s->pend.count++;
+    } else {
+        audit_session_push(s);
+        s->pend = *ev;
+        snprintf(s->pend_user, sizeof(s->pend_user), "%s", ev->user);
+        s->pend.user = s->pend_user;
+        s->pend.count = 1;
+        s->pend_ms = now;
+    }
+    if (now - s->pend_ms >= PEND_PUSH_MS)
+        audit_session_push(s);
+}
+
 CK_RV core_audit_end(session *s, CK_RV rv)
 {
     audit_event *ev = s->ev;
@@ -101,6 +159,10 @@ CK_RV core_audit_end(session *s, CK_RV rv)
         ev->kind = AUDIT_EVENT; /* refusals and failures are written at once */
         if (ev->deny_reason == NULL)
             ev->deny_reason = denial(rv);
+    }
+    if (ev->kind == AUDIT_DATA && ev->deny_reason == NULL && !lib.cfg.audit.each_data_op) {
+        pend(s, ev);
+        goto flush;
     }
     CK_RV arv = audit_record(t->audit, ev);
     if (arv != CKR_OK) {
@@ -263,6 +325,7 @@ void audit_token_open_locked(token *t)
 
 void audit_session_closed(token *t, CK_SESSION_HANDLE h)
 {
+    /* The caller pushed the session's pending run first. */
     if (t->audit != NULL && audit_flush_session(t->audit, h) != CKR_OK)
         t->audit_rv = CKR_DEVICE_ERROR;
 }

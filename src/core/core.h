@@ -95,6 +95,8 @@ typedef struct token {
     hmap cache;               /* token objects: handle -> object* */
     uint64_t cache_version;   /* store data_version the cache reflects */
     uint64_t dv_checked_ms;   /* when data_version was last asked */
+    _Atomic uint64_t gen;     /* bumped whenever a cached object may have
+                                 changed or gone: sessions' key caches */
     hmap sobjs;               /* session objects: handle -> object* */
     uint32_t login_epoch;     /* bumped at every logout: tags private handles */
     hmap counters;            /* per-key encryption counters (families.c) */
@@ -167,6 +169,26 @@ typedef struct session {
     uint8_t last_digest[32];
     char ev_user[64];         /* the user a record names, when the call
                                  changes who is logged in */
+    /* Hot-path state, this session's own (no token lock):
+     * - a lease of a key's encryption counts (families.c); */
+    CK_OBJECT_HANDLE lease_row;
+    uint64_t lease_next, lease_end, lease_size;
+    /* - the key of the last operation, valid while the token's object
+     *   generation is unchanged (op.c); */
+    CK_OBJECT_HANDLE kc_h;
+    const mech_desc *kc_mech;
+    CK_ATTRIBUTE_TYPE kc_usage;
+    uint64_t kc_gen;
+    uint8_t *kc_key;          /* secmem, KEY_MAX_BYTES */
+    size_t kc_len;
+    CK_KEY_TYPE kc_kt;
+    aud_key kc_aud;
+    int64_t kc_from, kc_until; /* seconds: usable in [from, until) */
+    /* - the data operations recorded but not yet handed to the audit log
+     *   (auditing.c): one pending aggregate. */
+    audit_event pend;
+    char pend_user[64];
+    uint64_t pend_ms;
 } session;
 
 /* ---- library (core/library.c) ------------------------------------------ */
@@ -285,6 +307,8 @@ CK_RV core_find(session *s, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR
 CK_RV core_find_final(session *s) CUSTOS_WUR;
 /* Destroy the session objects a session owns (on close). */
 void object_drop_session_objects(token *t, CK_SESSION_HANDLE owner);
+/* Were other processes' commits checked less than 50 ms ago? */
+bool object_cache_fresh(const token *t);
 /* Drop cached token objects (on logout, or when another process changed
  * the store). Called with t->lock held. */
 void object_cache_flush_locked(token *t);
@@ -377,6 +401,8 @@ void audit_rotation(session *s, const char *family, CK_ULONG version, bool autom
 /* Open / flush / close a token's audit log. */
 void audit_token_open_locked(token *t);
 void audit_session_closed(token *t, CK_SESSION_HANDLE h);
+/* Hand the session's pending run of data operations to the audit log. */
+void audit_session_push(session *s);
 
 /* ---- helpers shared by core files ----------------------------------------- */
 /* Blank-pad src into a fixed-size PKCS#11 string field (no NUL). */

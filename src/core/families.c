@@ -247,6 +247,7 @@ CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool aut
     GUARD_OUT(rv);
     pthread_mutex_lock(&t->lock);
     object *old = hmap_del(&t->cache, row);
+    atomic_fetch_add(&t->gen, 1);
     pthread_mutex_unlock(&t->lock);
     object_unref(old);
     if (h != 0)
@@ -349,7 +350,9 @@ CK_RV family_count_encryption(token *t, CK_OBJECT_HANDLE row)
     return family_count_encryption_seq(t, row, &seq);
 }
 
-CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
+/* Take up to want consecutive counts of a key: [*first, *first + *got). */
+static CK_RV take_counts(token *t, CK_OBJECT_HANDLE row, uint64_t want, uint64_t *first,
+                         uint64_t *got)
 {
     char name[32];
     CK_RV rv = CKR_OK;
@@ -375,8 +378,9 @@ CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
         /* Reserve a block in the store before using it: a crash loses at
          * most the unused part (the count only ever over-estimates). */
         uint64_t granted, after;
+        uint64_t block = c->block > want ? c->block : want;
         snprintf(name, sizeof(name), "enc:%llu", (unsigned long long)row);
-        rv = store_counter_add(t->st, name, c->block, NONCE_LIMIT, &granted, &after);
+        rv = store_counter_add(t->st, name, block, NONCE_LIMIT, &granted, &after);
         if (rv == CKR_OK && granted == 0)
             rv = CKR_KEY_EXHAUSTED;
         if (rv == CKR_OK) {
@@ -386,10 +390,41 @@ CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
                 c->block *= 2;
         }
     }
-    if (rv == CKR_OK)
-        *seq = c->next++;
+    if (rv == CKR_OK) {
+        *first = c->next;
+        *got = c->end - c->next < want ? c->end - c->next : want;
+        c->next += *got;
+    }
     pthread_mutex_unlock(&t->lock);
     return rv;
+}
+
+CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq)
+{
+    uint64_t got;
+    return take_counts(t, row, 1, seq, &got);
+}
+
+/* A session counts from a lease of the key's counts, so that sessions on
+ * other threads do not meet at the token lock on every encryption. */
+#define LEASE_MAX 256
+
+CK_RV session_count_encryption(session *s, CK_OBJECT_HANDLE row, uint64_t *seq)
+{
+    if (s->lease_row != row || s->lease_next == s->lease_end) {
+        uint64_t first, got;
+        /* Lease sizes grow with use, so a session encrypting once takes one. */
+        uint64_t want = s->lease_row == row && s->lease_size < LEASE_MAX ? s->lease_size * 2 : 1;
+        if (s->lease_row == row && s->lease_size >= LEASE_MAX)
+            want = LEASE_MAX;
+        GUARD(take_counts(s->tok, row, want, &first, &got));
+        s->lease_row = row;
+        s->lease_next = first;
+        s->lease_end = first + got;
+        s->lease_size = got;
+    }
+    *seq = s->lease_next++;
+    return CKR_OK;
 }
 
 void family_counters_free_locked(token *t)

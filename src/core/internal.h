@@ -78,6 +78,8 @@ CK_RV family_rotate_due(session *s, CK_ULONG *rotated) CUSTOS_WUR;
 CK_RV family_count_encryption(token *t, CK_OBJECT_HANDLE row) CUSTOS_WUR;
 /* The same, giving this encryption's number (unique per key). */
 CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq) CUSTOS_WUR;
+/* The same through the session's lease of counts (the hot path). */
+CK_RV session_count_encryption(session *s, CK_OBJECT_HANDLE row, uint64_t *seq) CUSTOS_WUR;
 void family_counters_free_locked(token *t);
 
 /* Load (or make, for a token from before schema 2) the token-wide PIN

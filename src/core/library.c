@@ -147,6 +147,7 @@ CK_RV core_finalize(void)
     while (hmap_next(&lib.sessions, &pos, &key, &val)) {
         session *s = val;
         object_drop_session_objects(s->tok, s->handle);
+        audit_session_push(s);
         audit_session_closed(s->tok, s->handle);
         session_destroy(s);
     }

@@ -341,6 +341,7 @@ CK_RV core_logout(session *s)
             if (o->is_private) {
                 hmap_del(&t->sobjs, key);
                 object_unref(o);
+                atomic_fetch_add(&t->gen, 1);
             }
         }
     }

@@ -208,7 +208,6 @@ static CK_RV begin(session *s, msg_op *m, bool encrypt, const void *param, CK_UL
 {
     CK_MECHANISM mech;
     single_param sp;
-    token *t = s->tok;
 
     GUARD(parse_param(m->mech, param, plen, p));
     if (encrypt) {
@@ -221,7 +220,7 @@ static CK_RV begin(session *s, msg_op *m, bool encrypt, const void *param, CK_UL
         uint64_t seq;
         if (p->gen == CKG_GENERATE_COUNTER_XOR)
             GUARD(xor_base(m));
-        GUARD(family_count_encryption_seq(t, m->akey.handle, &seq));
+        GUARD(session_count_encryption(s, m->akey.handle, &seq));
         GUARD(generate_iv(p, seq, m->xor_base));
     }
     single_for(m->mech, p, aad, aadlen, &mech, &sp);

@@ -49,8 +49,26 @@ void object_unref(object *o)
     }
 }
 
+/* Milliseconds on the coarse monotonic clock (no system call). */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* How long a data operation may use a cached key before asking the store
+ * whether another process changed anything (docs/architecture.md). */
+#define HOT_RECHECK_MS 50
+
+bool object_cache_fresh(const token *t)
+{
+    return now_ms() - t->dv_checked_ms < HOT_RECHECK_MS;
+}
+
 void object_cache_flush_locked(token *t)
 {
+    atomic_fetch_add(&t->gen, 1);
     size_t pos = 0;
     uint64_t key;
     void *val;
@@ -89,18 +107,6 @@ static CK_RV open_sealed_locked(token *t, object *o)
 }
 
 /* Load a token object into the cache. Called with t->lock held. */
-/* Milliseconds on the coarse monotonic clock (no system call). */
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* How long a data operation may use a cached key before asking the store
- * whether another process changed anything (docs/architecture.md). */
-#define HOT_RECHECK_MS 50
-
 static CK_RV load_locked_mode(token *t, CK_OBJECT_HANDLE h, bool hot, object **out)
 {
     uint64_t ver, now = now_ms();
@@ -438,6 +444,7 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
         attr_list_free(&old);
         free(o->aud); /* the label, id or family may have changed */
         o->aud = NULL;
+        atomic_fetch_add(&tok->gen, 1);
         o->is_private = attr_bool(&o->attrs, CKA_PRIVATE, false);
         const attr *acl = attr_find(&o->attrs, CKA_CUSTOS_ALLOWED_USERS);
         free(o->acl);
@@ -463,6 +470,7 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
     ENSURE_OUT(object_bool(t, o, CKA_DESTROYABLE, true), CKR_ACTION_PROHIBITED);
     GUARD_OUT(may_write(s, o->is_token, o->is_private));
     pthread_mutex_lock(&t->lock);
+    atomic_fetch_add(&t->gen, 1);
     if (o->is_token) {
         rv = store_object_delete(t->st, o->handle);
         if (rv == CKR_OK) {
@@ -544,6 +552,7 @@ CK_RV core_get_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
 void object_drop_session_objects(token *t, CK_SESSION_HANDLE owner)
 {
     pthread_mutex_lock(&t->lock);
+    atomic_fetch_add(&t->gen, 1);
     size_t pos = 0;
     uint64_t key;
     void *val;

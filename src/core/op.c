@@ -8,7 +8,9 @@
  *  - a NULL output asks for the length, a short buffer gives
  *    CKR_BUFFER_TOO_SMALL; both leave the operation active;
  *  - any other failure, and every success of a finishing call, ends it. */
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "core/internal.h"
 #include "util/buf.h"
 #include "util/secmem.h"
@@ -103,6 +105,69 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
 }
 
 /* Check a key object for a mechanism and copy its bytes into buf. */
+/* Seconds since the epoch of the start (end: false) or the end (true) of
+ * a CK_DATE day (UTC); -1 when the date is absent or malformed. */
+static int64_t date_bound(const attr *a, bool end)
+{
+    if (a == NULL || a->len != 8)
+        return -1;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    char day[9];
+    memcpy(day, a->value, 8);
+    day[8] = '\0';
+    if (sscanf(day, "%4d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    int64_t t = (int64_t)timegm(&tm);
+    return end ? t + 86400 : t;
+}
+
+/* How long the checks just passed stay true by the clock alone: the
+ * session may reuse the key until then without asking again. */
+static void usable_window(const attr_list *l, bool protect, int64_t *from, int64_t *until)
+{
+    CK_ULONG v, period, created, state;
+    int64_t sd = date_bound(attr_find(l, CKA_START_DATE), false);
+    *from = sd > 0 ? sd : INT64_MIN;
+    *until = INT64_MAX;
+    if (!protect)
+        return;
+    int64_t ed = date_bound(attr_find(l, CKA_END_DATE), true);
+    if (ed > 0 && ed < *until)
+        *until = ed;
+    if (attr_get_ulong(l, CKA_CUSTOS_NOT_AFTER, &v) && v != 0 && (int64_t)v + 1 < *until)
+        *until = (int64_t)v + 1;
+    if (attr_get_ulong(l, CKA_CUSTOS_ROTATION_PERIOD, &period) && period != 0 &&
+        attr_get_ulong(l, CKA_CUSTOS_STATE, &state) && state == CUSTOS_STATE_ACTIVE &&
+        attr_get_ulong(l, CKA_CUSTOS_CREATED, &created) && (int64_t)(created + period) < *until)
+        *until = (int64_t)(created + period);
+}
+
+/* The session's cached key, if it is still the one to use: same handle,
+ * mechanism and use, nothing changed in the token since, other processes'
+ * commits checked less than 50 ms ago, and the clock still inside its
+ * window. No token lock on this path. */
+static bool key_cached(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
+                       mech_key *key, uint8_t *kbuf, aud_key *ak)
+{
+    token *t = s->tok;
+    if (s->kc_key == NULL || s->kc_h != h || s->kc_mech != d || s->kc_usage != usage ||
+        s->kc_gen != atomic_load(&t->gen) || !object_cache_fresh(t))
+        return false;
+    int64_t now = (int64_t)time(NULL);
+    if (now < s->kc_from || now >= s->kc_until)
+        return false;
+    memcpy(kbuf, s->kc_key, s->kc_len);
+    key->bytes = kbuf;
+    key->len = s->kc_len;
+    key->type = s->kc_kt;
+    if (ak != NULL)
+        *ak = s->kc_aud;
+    return true;
+}
+
 CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TYPE usage,
              CK_RV invalid_rv, mech_key *key, uint8_t *kbuf, aud_key *ak)
 {
@@ -110,6 +175,12 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
     size_t len = 0;
     object *o;
     bool due = false;
+    aud_key desc;
+    int64_t from = INT64_MIN, until = INT64_MAX;
+
+    if (key_cached(s, h, d, usage, key, kbuf, ak))
+        return CKR_OK;
+    uint64_t gen = atomic_load(&t->gen);
     CK_RV rv = object_get_mode(s, h, true, &o);
     if (rv == CKR_OBJECT_HANDLE_INVALID)
         return invalid_rv;
@@ -118,11 +189,14 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
      * description for the audit, the checks, its value. */
     struct key_check k = { d, usage, d->type };
     pthread_mutex_lock(&t->lock);
+    audit_describe_locked(o, &desc);
     if (ak != NULL)
-        audit_describe_locked(o, ak);
+        *ak = desc;
     rv = check_key_locked(&o->attrs, &k);
     if (rv == CKR_OK)
         due = protects(usage) && family_due_locked(&o->attrs);
+    if (rv == CKR_OK)
+        usable_window(&o->attrs, protects(usage), &from, &until);
     if (rv == CKR_OK)
         rv = object_open_locked(t, o);
     const attr *v = rv == CKR_OK ? attr_find(&o->attrs, CKA_VALUE) : NULL;
@@ -144,6 +218,19 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
     key->type = o->kt;
     if (rv == CKR_OK && !mech_key_size_ok(d, len))
         rv = CKR_KEY_SIZE_RANGE;
+    if (rv == CKR_OK && !due && (s->kc_key != NULL || (s->kc_key = secmem_alloc(KEY_MAX_BYTES)) != NULL)) {
+        /* Remember it for the next operation of this session. */
+        memcpy(s->kc_key, kbuf, len);
+        s->kc_len = len;
+        s->kc_h = h;
+        s->kc_mech = d;
+        s->kc_usage = usage;
+        s->kc_gen = gen;
+        s->kc_kt = o->kt;
+        s->kc_aud = desc;
+        s->kc_from = from;
+        s->kc_until = until;
+    }
     object_unref(o);
     return rv;
 }
@@ -178,7 +265,8 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
             rv = CKR_ACTION_PROHIBITED;
             goto out;
         }
-        GUARD_OUT(family_count_encryption(t, o->key.handle));
+        uint64_t seq;
+        GUARD_OUT(session_count_encryption(s, o->key.handle, &seq));
     }
     if (kind == MECH_OP_DECRYPT && t->audit != NULL &&
         audit_decrypt_alert(t->audit, t->user, o->key.handle, o->key.label)) {

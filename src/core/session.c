@@ -6,6 +6,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "crypto/crypto.h"
+#include "util/secmem.h"
 
 bool session_is_rw(const session *s) { return (s->flags & CKF_RW_SESSION) != 0; }
 
@@ -52,6 +53,7 @@ void session_destroy(session *s)
 {
     session_reset_ops(s);
     crypto_md_free(s->aad_md);
+    secmem_free(s->kc_key, KEY_MAX_BYTES);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -152,6 +154,7 @@ static void close_detached(session *s)
     session_reset_ops(s);
     pthread_mutex_unlock(&s->lock);
     object_drop_session_objects(t, s->handle);
+    audit_session_push(s);
     audit_session_closed(t, s->handle);
     pthread_mutex_lock(&t->lock);
     t->sessions--;
