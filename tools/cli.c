@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <termios.h>
 #include <unistd.h>
+#include <limits.h>
 
 const char *cli_prog = "custos";
 
@@ -291,4 +292,43 @@ int cli_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigne
         return -1;
     *out = v;
     return 0;
+}
+
+/* ---- the default module ------------------------------------------------------------------------- */
+
+/* $CUSTOS_MODULE, else next to this program (the build tree: build/tools/custos -> build/.libs;
+ * an install prefix: bin/custos -> lib/pkcs11), else where `make install` put it. */
+static const char *const MODULE_NEAR_EXE[] = {
+    "../.libs/custos-pkcs11.so",
+    "../lib/pkcs11/custos-pkcs11.so",
+    "../lib64/pkcs11/custos-pkcs11.so",
+};
+
+int cli_default_module(char *path, size_t cap)
+{
+    char exe[PATH_MAX];
+    const char *env = getenv("CUSTOS_MODULE");
+    if (env != NULL && *env != '\0') {
+        snprintf(path, cap, "%s", env);
+        return 0;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            for (size_t i = 0; i < NELEM(MODULE_NEAR_EXE); i++) {
+                if (snprintf(path, cap, "%s/%s", exe, MODULE_NEAR_EXE[i]) >= (int)cap)
+                    continue;
+                if (access(path, R_OK) == 0)
+                    return 0;
+            }
+        }
+    }
+#ifdef CUSTOS_MODULE_DIR
+    if (snprintf(path, cap, "%s/custos-pkcs11.so", CUSTOS_MODULE_DIR) < (int)cap && access(path, R_OK) == 0)
+        return 0;
+#endif
+    return -1;
 }

@@ -128,4 +128,8 @@ void cli_json_string(FILE *f, const char *s);
 int cli_parse_double(const char *s, double min, double max, double *out);
 int cli_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 
+/* The Custos module to load when --module is not given: $CUSTOS_MODULE, the build tree or
+ * install prefix next to this program, or the configured pkcs11 module folder. -1: none. */
+int cli_default_module(char *path, size_t cap);
+
 #endif

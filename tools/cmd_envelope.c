@@ -32,38 +32,6 @@
 
 /* ==== token sessions (shared with cmd_key.c through cli.h) ==================================== */
 
-/* $CUSTOS_MODULE, else next to this program: the build tree (build/tools/custos -> build/.libs)
- * or an install prefix (bin/custos -> lib/pkcs11). */
-static const char *const MODULE_NEAR_EXE[] = {
-    "../.libs/custos-pkcs11.so",
-    "../lib/pkcs11/custos-pkcs11.so",
-    "../lib64/pkcs11/custos-pkcs11.so",
-};
-
-static int default_module(char *path, size_t cap)
-{
-    char exe[PATH_MAX];
-    const char *env = getenv("CUSTOS_MODULE");
-    if (env != NULL && *env != '\0') {
-        snprintf(path, cap, "%s", env);
-        return 0;
-    }
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL)
-        return -1;
-    *slash = '\0';
-    for (size_t i = 0; i < NELEM(MODULE_NEAR_EXE); i++) {
-        if (snprintf(path, cap, "%s/%s", exe, MODULE_NEAR_EXE[i]) >= (int)cap)
-            continue;
-        if (access(path, R_OK) == 0)
-            return 0;
-    }
-    return -1;
-}
 
 static const struct {
     CK_RV rv;
@@ -377,7 +345,7 @@ int cli_token_open(cli_token *t, const cli_token_opts *o, CK_USER_TYPE who)
         if (uris[i] != NULL)
             module = p11_kit_uri_get_module_path(uris[i]);
     if (module == NULL) {
-        if (default_module(path, sizeof(path)) != 0) {
+        if (cli_default_module(path, sizeof(path)) != 0) {
             cli_err("no PKCS#11 module found: give --module PATH (or set CUSTOS_MODULE)");
             goto out;
         }

@@ -210,38 +210,6 @@ static int refused(unsigned step, const char *what, CK_RV rv)
 
 /* ---- the module and the token ---------------------------------------------------------------- */
 
-/* $CUSTOS_MODULE, else next to this program: the build tree (build/tools/custos ->
- * build/.libs) or an install prefix (bin/custos -> lib/pkcs11, as Makefile.am installs it). */
-static const char *const MODULE_NEAR_EXE[] = {
-    "../.libs/custos-pkcs11.so",
-    "../lib/pkcs11/custos-pkcs11.so",
-    "../lib64/pkcs11/custos-pkcs11.so",
-};
-
-static int default_module(char *path, size_t cap)
-{
-    char exe[PATH_MAX];
-    const char *env = getenv("CUSTOS_MODULE");
-    if (env != NULL && *env != '\0') {
-        snprintf(path, cap, "%s", env);
-        return 0;
-    }
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL)
-        return -1;
-    *slash = '\0';
-    for (size_t i = 0; i < NELEM(MODULE_NEAR_EXE); i++) {
-        if (snprintf(path, cap, "%s/%s", exe, MODULE_NEAR_EXE[i]) >= (int)cap)
-            continue;
-        if (access(path, R_OK) == 0)
-            return 0;
-    }
-    return -1;
-}
 
 /* --slot N, --token LABEL, or the only initialised token. */
 static CK_RV pick_token(ctx *c, const opts *o, CK_SLOT_ID *slot)
@@ -662,7 +630,7 @@ int user_main(int argc, char **argv)
     if (parse(argc, argv, &act, &o) != 0)
         return 2;
     if (o.module == NULL) {
-        if (default_module(path, sizeof(path)) != 0) {
+        if (cli_default_module(path, sizeof(path)) != 0) {
             cli_err("no Custos module found: give --module PATH (or set CUSTOS_MODULE)");
             return 2;
         }
