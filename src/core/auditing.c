@@ -216,6 +216,14 @@ static const aud_key *describe_locked(object *o)
     return k;
 }
 
+/* The handle a record names: a session object (a DEK that lives for one
+ * record) is named by its label only, so that an application's stream of
+ * DEKs adds up to one record instead of one per key. */
+static CK_OBJECT_HANDLE recorded_handle(const object *o)
+{
+    return (o->handle & SESSION_OBJECT_BIT) ? 0 : o->handle;
+}
+
 void audit_describe_locked(object *o, aud_key *k)
 {
     const aud_key *d = describe_locked(o);
@@ -239,7 +247,7 @@ void audit_note_key(session *s, token *t, object *o, aud_key *k)
     }
     if (d != NULL && s->ev != NULL && k == NULL) {
         audit_event *ev = s->ev;
-        ev->key = o->handle;
+        ev->key = recorded_handle(o);
         memcpy(ev->key_label, d->label, sizeof(ev->key_label));
         memcpy(ev->key_id, d->id, sizeof(ev->key_id));
         memcpy(ev->key_family, d->family, sizeof(ev->key_family));
@@ -303,7 +311,7 @@ void audit_use_key(session *s, const aud_key *k)
     audit_event *ev = s->ev;
     if (ev == NULL)
         return;
-    ev->key = k->handle;
+    ev->key = (k->handle & SESSION_OBJECT_BIT) ? 0 : k->handle;
     memcpy(ev->key_label, k->label, sizeof(ev->key_label));
     memcpy(ev->key_id, k->id, sizeof(ev->key_id));
     memcpy(ev->key_family, k->family, sizeof(ev->key_family));

@@ -289,7 +289,12 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     GUARD(attr_set(attrs, CKA_UNIQUE_ID, uid, 32, 0));
     object *o = object_wrap(attrs);
     ENSURE(o != NULL, CKR_HOST_MEMORY);
-    audit_note_key(s, t, o, NULL);
+    /* The record names the new object, unless the call already named its
+     * key (an unwrap names the unwrapping key; the new key is its
+     * resource). */
+    bool name_new = s->ev != NULL && s->ev->key == 0 && s->ev->key_label[0] == '\0';
+    if (name_new)
+        audit_note_key(s, t, o, NULL);
 
     pthread_mutex_lock(&t->lock);
     if (!is_token) {
@@ -337,7 +342,7 @@ out:
     object_unref(o);
     if (rv == CKR_OK) {
         *out = h;
-        if (s->ev != NULL)
+        if (name_new && is_token)
             s->ev->key = h;
     }
     return rv;
