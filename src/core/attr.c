@@ -213,6 +213,10 @@ CK_RV attr_array_next(const uint8_t *blob, size_t len, size_t *pos, CK_ATTRIBUTE
     const uint8_t *p = blob + *pos;
     uint64_t type = get_u64(p), vlen = get_u64(p + 8);
     ENSURE(type <= (CK_ULONG)-1 && vlen <= len - *pos - HDR_LEN, CKR_ATTRIBUTE_VALUE_INVALID);
+    /* attr_array_encode never stores a nested array: a blob that holds one
+     * was not made here (an edited store file), and its bytes must never be
+     * read as a CK_ATTRIBUTE[] with pointers in it (tests/fuzz). */
+    ENSURE(schema_kind((CK_ATTRIBUTE_TYPE)type) != KIND_ATTRS, CKR_ATTRIBUTE_VALUE_INVALID);
     member->type = (CK_ATTRIBUTE_TYPE)type;
     member->ulValueLen = (CK_ULONG)vlen;
     member->pValue = vlen > 0 ? (void *)(p + HDR_LEN) : NULL;
