@@ -1166,6 +1166,33 @@ static void test_attr_array_decode_rejects_truncated_blobs(void)
     free(blob);
 }
 
+/* A stored blob whose member is itself an attribute array (never written
+ * by attr_array_encode: an edited store) is refused by every reader, and
+ * never read as a CK_ATTRIBUTE[] (the fuzzer's find, tests/fuzz). */
+static void test_attr_array_blob_with_nested_array_is_refused(void)
+{
+    /* One member: CKA_WRAP_TEMPLATE, 24 bytes that look like a
+     * CK_ATTRIBUTE {CKA_LABEL, pValue 0x4141414141414141, 1}. */
+    static const uint8_t blob[] = {
+        0x11, 0x02, 0x00, 0x40, 0, 0, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0,
+        0x03, 0, 0, 0, 0, 0, 0, 0, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41, 0x41,
+        0x01, 0, 0, 0, 0, 0, 0, 0,
+    };
+    attr_list l, obj;
+    CU_ASSERT_EQUAL(attr_array_decode(blob, sizeof(blob), &l), CKR_ATTRIBUTE_VALUE_INVALID);
+    CU_ASSERT_EQUAL(l.n, 0);
+    CU_ASSERT_EQUAL(attr_array_count(blob, sizeof(blob)), 0);
+    attr stored = { CKA_UNWRAP_TEMPLATE, sizeof(blob), (uint8_t *)blob, 0 };
+    CU_ASSERT_FATAL(create_aes(NULL, 0, &obj) == CKR_OK);
+    CU_ASSERT_FALSE(schema_array_satisfied(&stored, &obj));
+    CK_ATTRIBUTE *merged = NULL;
+    CK_ULONG mn = 0;
+    CK_ATTRIBUTE t[] = { ATTR(CKA_CLASS, &c_secret) };
+    CU_ASSERT_NOT_EQUAL(schema_merge_unwrap_template(&stored, t, 1, &merged, &mn), CKR_OK);
+    free(merged);
+    attr_list_free(&obj);
+}
+
 /* A wrapping key whose CKA_WRAP_TEMPLATE asks for {ENCRYPT true, KEY_TYPE AES}. */
 static void make_wrapping_key(attr_list *obj)
 {
@@ -1430,6 +1457,7 @@ static const cunit_case CASES[] = {
     CASE(test_attr_array_decode_rejects_truncated_blobs),
     CASE(test_wrap_template_is_returned_by_the_two_call_rule),
     CASE(test_array_attribute_with_bad_member_is_refused_at_create),
+    CASE(test_attr_array_blob_with_nested_array_is_refused),
     CASE(test_array_satisfied_needs_every_member),
     CASE(test_merge_unwrap_template_adds_template_attributes),
     CASE(test_merge_unwrap_template_conflict_is_inconsistent),
