@@ -148,11 +148,20 @@ CK_RV core_audit_end(session *s, CK_RV rv)
         goto flush;
     ev->rv = rv;
     if (ev->user == NULL) {
-        pthread_mutex_lock(&t->lock);
-        memcpy(user, t->user, sizeof(user));
-        ev->roles = t->roles;
-        pthread_mutex_unlock(&t->lock);
-        user[sizeof(user) - 1] = '\0';
+        /* Who is logged in changes only at login and logout: the session
+         * keeps a copy, refreshed under the token lock when it did. */
+        uint64_t g = atomic_load(&t->login_gen);
+        if (s->who_gen != g + 1) {
+            pthread_mutex_lock(&t->lock);
+            g = atomic_load(&t->login_gen);
+            memcpy(s->who, t->user, sizeof(s->who));
+            s->who_roles = t->roles;
+            pthread_mutex_unlock(&t->lock);
+            s->who[sizeof(s->who) - 1] = '\0';
+            s->who_gen = g + 1; /* + 1: 0 means never filled */
+        }
+        memcpy(user, s->who, sizeof(user));
+        ev->roles = s->who_roles;
         ev->user = user;
     }
     if (rv != CKR_OK) {

@@ -97,6 +97,7 @@ typedef struct token {
     uint64_t dv_checked_ms;   /* when data_version was last asked */
     _Atomic uint64_t gen;     /* bumped whenever a cached object may have
                                  changed or gone: sessions' key caches */
+    _Atomic uint64_t login_gen; /* bumped at every login and logout */
     hmap sobjs;               /* session objects: handle -> object* */
     uint32_t login_epoch;     /* bumped at every logout: tags private handles */
     hmap counters;            /* per-key encryption counters (families.c) */
@@ -189,6 +190,10 @@ typedef struct session {
     audit_event pend;
     char pend_user[64];
     uint64_t pend_ms;
+    /* - who is logged in, as of login_gen (auditing.c). */
+    uint64_t who_gen;
+    char who[64];
+    unsigned long who_roles;
 } session;
 
 /* ---- library (core/library.c) ------------------------------------------ */

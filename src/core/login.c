@@ -239,6 +239,7 @@ void login_clear_locked(token *t)
     t->mk = NULL;
     if (t->login != LOGIN_NONE)
         t->login_epoch++;
+    atomic_fetch_add(&t->login_gen, 1);
     t->login = LOGIN_NONE;
     t->user[0] = '\0';
     t->roles = 0;
@@ -309,6 +310,7 @@ CK_RV core_login(session *s, CK_USER_TYPE type, const uint8_t *pin, size_t pinle
         t->login = want;
         snprintf(t->user, sizeof(t->user), "%s", u.name);
         t->roles = u.roles;
+        atomic_fetch_add(&t->login_gen, 1);
         /* What was cached before the login may be invisible or sealed. */
         object_cache_flush_locked(t);
     }
