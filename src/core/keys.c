@@ -109,7 +109,10 @@ static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, me
     else if (rv == CKR_KEY_SIZE_RANGE)
         rv = wrap ? CKR_WRAPPING_KEY_SIZE_RANGE : CKR_UNWRAPPING_KEY_SIZE_RANGE;
     GUARD(rv);
-    return object_get(s, h, obj);
+    /* The same lookup op_key just made (hot: no store round trip within
+     * HOT_RECHECK_MS of the last check), so the attributes read next and
+     * the value used belong to one view of the key. */
+    return object_get_mode(s, h, true, obj);
 }
 
 CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, uint8_t *kv,
@@ -121,7 +124,10 @@ CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HAND
 
     memset(&w, 0, sizeof(w));
     *kobj = NULL;
-    GUARD(object_get(s, wrapping, &wo));
+    /* The wrapping key was checked by op_key a moment ago: the hot lookup.
+     * The key to be wrapped is read fresh from the store, so that an
+     * extractable flag cleared by another process is honoured at once. */
+    GUARD(object_get_mode(s, wrapping, true, &wo));
     GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
     rv = object_get(s, key, &ko);
     ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
