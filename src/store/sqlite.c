@@ -656,7 +656,8 @@ out:
     return rv;
 }
 
-CK_RV store_data_version(store *st, uint64_t *out)
+/* A statement without parameters that answers one number. */
+static CK_RV scalar_u64(store *st, enum store_stmt id, uint64_t *out)
 {
     sqlite3_stmt *s = NULL;
     CK_RV rv;
@@ -664,7 +665,7 @@ CK_RV store_data_version(store *st, uint64_t *out)
 
     ENSURE(st != NULL && out != NULL, CKR_ARGUMENTS_BAD);
     lock(st);
-    GUARD_OUT(stmt(st, S_DATA_VERSION, &s));
+    GUARD_OUT(stmt(st, id, &s));
     rc = sqlite3_step(s);
     ENSURE_OUT(rc == SQLITE_ROW, store_sqlite_rv(rc));
     *out = (uint64_t)sqlite3_column_int64(s, 0);
@@ -673,6 +674,11 @@ out:
     sqlite3_reset(s);
     unlock(st);
     return rv;
+}
+
+CK_RV store_data_version(store *st, uint64_t *out)
+{
+    return scalar_u64(st, S_DATA_VERSION, out);
 }
 
 /* ---- users ------------------------------------------------------------------ */
@@ -990,21 +996,7 @@ out:
 
 CK_RV store_object_count(store *st, uint64_t *out)
 {
-    sqlite3_stmt *s = NULL;
-    CK_RV rv;
-    int rc;
-
-    ENSURE(st != NULL && out != NULL, CKR_ARGUMENTS_BAD);
-    lock(st);
-    GUARD_OUT(stmt(st, S_OBJ_COUNT, &s));
-    rc = sqlite3_step(s);
-    ENSURE_OUT(rc == SQLITE_ROW, store_sqlite_rv(rc));
-    *out = (uint64_t)sqlite3_column_int64(s, 0);
-    rv = CKR_OK;
-out:
-    sqlite3_reset(s);
-    unlock(st);
-    return rv;
+    return scalar_u64(st, S_OBJ_COUNT, out);
 }
 
 /* ---- finding ------------------------------------------------------------------ */
