@@ -368,10 +368,10 @@ CK_RV core_unwrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HAN
                                 CK_OBJECT_HANDLE_PTR out) CUSTOS_WUR;
 
 /* ---- keys (core/keys.c) --------------------------------------------------- */
-/* The value of key, checked wrappable by wrapping (extractable, trusted
+/* The value of key, checked wrappable by the wrapping key wo (extractable, trusted
  * wrapping, CKA_WRAP_TEMPLATE), into kv; *kobj gets a reference. */
-CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, uint8_t *kv,
-                           size_t cap, size_t *kvlen, object **kobj) CUSTOS_WUR;
+CK_RV core_wrappable_value(session *s, object *wo, CK_OBJECT_HANDLE key, uint8_t *kv, size_t cap,
+                           size_t *kvlen, object **kobj) CUSTOS_WUR;
 /* C_UnwrapKey through an AEAD decryption with mechanism m. */
 CK_RV core_unwrap_with(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
                        const uint8_t *wrapped, size_t wrappedlen, CK_ATTRIBUTE_PTR t, CK_ULONG n,

@@ -57,7 +57,6 @@ out:
 /* The wrapping key's side of C_WrapKey: usable for wrapping, trusted if
  * the key demands it, its CKA_WRAP_TEMPLATE satisfied by the key. */
 struct wrap_check {
-    object *wrapping;
     bool trusted;
     attr wrap_template;  /* copy of the wrapping key's CKA_WRAP_TEMPLATE */
 };
@@ -115,20 +114,18 @@ static CK_RV wrapping_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, me
     return object_get_mode(s, h, true, obj);
 }
 
-CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, uint8_t *kv,
-                           size_t cap, size_t *kvlen, object **kobj)
+CK_RV core_wrappable_value(session *s, object *wo, CK_OBJECT_HANDLE key, uint8_t *kv, size_t cap,
+                           size_t *kvlen, object **kobj)
 {
     struct wrap_check w;
-    object *wo = NULL, *ko = NULL;
+    object *ko = NULL;
     CK_RV rv;
 
     memset(&w, 0, sizeof(w));
     *kobj = NULL;
-    /* The wrapping key was checked by op_key a moment ago: the hot lookup.
-     * The key to be wrapped is read fresh from the store, so that an
-     * extractable flag cleared by another process is honoured at once. */
-    GUARD(object_get_mode(s, wrapping, true, &wo));
     GUARD_OUT(object_with_attrs(s->tok, wo, wrapping_info_locked, &w));
+    /* The key to be wrapped is read fresh from the store, so that an
+     * extractable flag cleared by another process is honoured at once. */
     rv = object_get(s, key, &ko);
     ENSURE_OUT(rv != CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID);
     GUARD_OUT(rv);
@@ -139,7 +136,6 @@ CK_RV core_wrappable_value(session *s, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HAND
     ko = NULL;
 out:
     free(w.wrap_template.value);
-    object_unref(wo);
     object_unref(ko);
     return rv;
 }
@@ -152,10 +148,8 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     uint8_t kek[KEY_MAX_BYTES], kv[KEY_MAX_BYTES];
     size_t keklen = 0, kvlen = 0, n = 0;
     object *wo = NULL, *ko = NULL;
-    struct wrap_check w;
     bool write;
 
-    memset(&w, 0, sizeof(w));
     if (s->ev != NULL)
         s->ev->mech = m->mechanism;
     GUARD(op_mech(m, MECH_OP_WRAP, &d));
@@ -164,7 +158,7 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
     rv = wrapping_key(s, wrapping, d, MECH_OP_WRAP, &k, kek, &wo);
     keklen = k.len;
     GUARD_OUT(rv);
-    GUARD_OUT(core_wrappable_value(s, wrapping, key, kv, sizeof(kv), &kvlen, &ko));
+    GUARD_OUT(core_wrappable_value(s, wo, key, kv, sizeof(kv), &kvlen, &ko));
     size_t need = d->ops->wrapped_len(d, m, kvlen);
     ENSURE_OUT(need > 0, CKR_KEY_SIZE_RANGE);
     switch (out_prepare(need, out, outlen)) {
@@ -179,7 +173,6 @@ CK_RV core_wrap_key(session *s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, C
 out:
     secmem_wipe(kek, keklen);
     secmem_wipe(kv, kvlen);
-    free(w.wrap_template.value);
     object_unref(wo);
     object_unref(ko);
     return rv;

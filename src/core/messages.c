@@ -410,7 +410,7 @@ CK_RV core_wrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDL
     size_t kvlen = 0, n = 0;
     uint8_t *aad = NULL;
     size_t aadlen = 0;
-    object *ko = NULL;
+    object *wo = NULL, *ko = NULL;
     mech_ctx *ctx = NULL;
     mech_key k = { kek, 0, CK_UNAVAILABLE_INFORMATION };
     aud_key ak;
@@ -428,7 +428,9 @@ CK_RV core_wrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDL
     if (rv == CKR_KEY_TYPE_INCONSISTENT)
         rv = CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
     GUARD_OUT(rv);
-    GUARD_OUT(core_wrappable_value(s, wrapping, key, kv, sizeof(kv), &kvlen, &ko));
+    /* The object op_key just checked (hot: no store round trip). */
+    GUARD_OUT(object_get_mode(s, wrapping, true, &wo));
+    GUARD_OUT(core_wrappable_value(s, wo, key, kv, sizeof(kv), &kvlen, &ko));
     size_t need = kvlen + p.taglen;
     switch (out_prepare(need, out, outlen)) {
     case OUT_SIZE_ONLY: s->size_query = true; rv = CKR_OK; goto out;
@@ -459,6 +461,7 @@ out:
     secmem_wipe(kek, k.len);
     secmem_wipe(kv, kvlen);
     free(aad);
+    object_unref(wo);
     object_unref(ko);
     return rv;
 }
