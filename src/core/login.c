@@ -44,9 +44,11 @@ static CK_RV lookup_tag(const uint8_t k[K_LEN], CK_USER_TYPE type, uint8_t tag[1
 {
     uint8_t full[32];
     uint8_t t = (uint8_t)type;
-    GUARD(derive(k, LOOKUP_LABEL, &t, 1, full));
-    memcpy(tag, full, 16);
-    return CKR_OK;
+    CK_RV rv = derive(k, LOOKUP_LABEL, &t, 1, full);
+    if (rv == CKR_OK)
+        memcpy(tag, full, 16);
+    secmem_wipe(full, sizeof(full));
+    return rv;
 }
 
 CK_RV login_seal_for(const token *t, const char *name, CK_USER_TYPE type, unsigned long roles,

@@ -153,11 +153,21 @@ static bool key_cached(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_AT
                        mech_key *key, uint8_t *kbuf, aud_key *ak)
 {
     token *t = s->tok;
+    if (s->kc_key == NULL)
+        return false;
+    if (s->kc_len > 0 && s->kc_gen != atomic_load(&t->gen)) {
+        /* A logout, a destroy or a change since: the bytes may be of a key
+         * this session may no longer use. Do not keep them. */
+        secmem_wipe(s->kc_key, s->kc_len);
+        s->kc_len = 0;
+        s->kc_h = CK_INVALID_HANDLE;
+        return false;
+    }
     /* A session object is this process's own: only the generation can
      * change it. A token object may have been changed by another process:
      * its commits must have been checked lately too. */
-    if (s->kc_key == NULL || s->kc_h != h || s->kc_mech != d || s->kc_usage != usage ||
-        s->kc_gen != atomic_load(&t->gen) || (!(h & SESSION_OBJECT_BIT) && !object_cache_fresh(t)))
+    if (s->kc_len == 0 || s->kc_h != h || s->kc_mech != d || s->kc_usage != usage ||
+        (!(h & SESSION_OBJECT_BIT) && !object_cache_fresh(t)))
         return false;
     int64_t now = (int64_t)time(NULL);
     if (now < s->kc_from || now >= s->kc_until)
