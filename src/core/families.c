@@ -84,8 +84,7 @@ static bool same_bytes(const CK_ATTRIBUTE *a, const void *v, size_t len)
 }
 
 /* Set what the token decides for a version. */
-static CK_RV stamp_version(attr_list *l, const char *family, CK_ULONG version, const char *id,
-                           const char *label)
+static CK_RV stamp_version(attr_list *l, CK_ULONG version, const char *id, const char *label)
 {
     GUARD(attr_set_ulong(l, CKA_CUSTOS_VERSION, version));
     GUARD(attr_set_ulong(l, CKA_CUSTOS_STATE, CUSTOS_STATE_ACTIVE));
@@ -94,7 +93,6 @@ static CK_RV stamp_version(attr_list *l, const char *family, CK_ULONG version, c
     GUARD(attr_set(l, CKA_LABEL, label, strlen(label), 0));
     GUARD(attr_set_ulong(l, CKA_CUSTOS_ENCRYPT_COUNT, 0));
     attr_remove(l, CKA_CUSTOS_ROTATED);
-    (void)family;
     return CKR_OK;
 }
 
@@ -124,7 +122,7 @@ CK_RV family_prepare_new(session *s, const CK_ATTRIBUTE *t, CK_ULONG n, attr_lis
     GUARD(attr_set_bool(l, CKA_TOKEN, true));
     GUARD(attr_set_bool(l, CKA_EXTRACTABLE, false));
     GUARD(attr_set_bool(l, CKA_NEVER_EXTRACTABLE, true));
-    GUARD(stamp_version(l, name, 1, idbuf, name));
+    GUARD(stamp_version(l, 1, idbuf, name));
     /* No object of the family may exist yet, whichever version (v1 may
      * have been destroyed while v2 is current). idbuf holds the id and,
      * after it, the name the guard compares. */
@@ -186,7 +184,6 @@ CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool aut
     uint8_t *v = NULL;
     size_t vlen = 0;
     char id[80], old_label[80];
-    store_attr *sa = NULL;
 
     attr_list_init(&l);
     ENSURE(token_ready(t), CKR_TOKEN_NOT_RECOGNIZED);
@@ -218,7 +215,7 @@ CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool aut
     GUARD_OUT(crypto_random(v, vlen));
     GUARD_OUT(attr_set(&l, CKA_VALUE, v, vlen, ATTR_SECRET));
     version_id(id, sizeof(id), family, version + 1);
-    GUARD_OUT(stamp_version(&l, family, version + 1, id, family));
+    GUARD_OUT(stamp_version(&l, version + 1, id, family));
     GUARD_OUT(attr_set_bool(&l, CKA_LOCAL, true));
     /* A new version starts afresh: no inherited expiry. */
     attr_remove(&l, CKA_CUSTOS_NOT_AFTER);
@@ -257,7 +254,6 @@ CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool aut
 out:
     object_unref(cur);
     secmem_free(v, vlen);
-    free(sa);
     attr_list_free(&l);
     return rv;
 }
@@ -317,11 +313,8 @@ CK_RV family_rotate_due(session *s, CK_ULONG *rotated)
         pthread_mutex_unlock(&t->lock);
         if (rv != CKR_OK)
             break;
-        CK_ULONG before = 0, after = 0;
-        attr_get_ulong(&o->attrs, CKA_CUSTOS_VERSION, &before);
         rv = family_maybe_rotate(s, o);
         object_unref(o);
-        (void)after;
         if (rv == CKR_OK) {
             CK_ULONG st;
             size_t len;
@@ -343,12 +336,6 @@ typedef struct enc_counter {
     uint64_t end;    /* end of the block it reserved in the store */
     uint64_t block;  /* size of the next reservation */
 } enc_counter;
-
-CK_RV family_count_encryption(token *t, CK_OBJECT_HANDLE row)
-{
-    uint64_t seq;
-    return family_count_encryption_seq(t, row, &seq);
-}
 
 /* Take up to want consecutive counts of a key: [*first, *first + *got). */
 static CK_RV take_counts(token *t, CK_OBJECT_HANDLE row, uint64_t want, uint64_t *first,
