@@ -73,7 +73,8 @@ CK_RV family_rotate_as(session *s, const char *family, CK_ULONG expect, bool aut
 CK_RV family_maybe_rotate(session *s, object *o) CUSTOS_WUR;
 /* Rotate every family whose period passed; *rotated counts them. */
 CK_RV family_rotate_due(session *s, CK_ULONG *rotated) CUSTOS_WUR;
-/* The same, giving this encryption's number (unique per key). */
+/* Count one encryption with a key (store row or session handle), giving
+ * its number (unique per key): CKR_KEY_EXHAUSTED past 2^32. */
 CK_RV family_count_encryption_seq(token *t, CK_OBJECT_HANDLE row, uint64_t *seq) CUSTOS_WUR;
 /* The same through the session's lease of counts (the hot path). */
 CK_RV session_count_encryption(session *s, CK_OBJECT_HANDLE row, uint64_t *seq) CUSTOS_WUR;
