@@ -693,15 +693,16 @@ typedef struct eopts {
     const char *dek;
     const char *out;
     const char *out_dir;
-    bool text, in_place, json;
+    unsigned aead;       /* with aead_set: --aead */
+    bool aead_set, text, in_place, json;
 } eopts;
 
-enum { O_CONTEXT = 0x200, O_DEK, O_TEXT, O_IN_PLACE, O_OUT_DIR, O_JSON };
+enum { O_CONTEXT = 0x200, O_DEK, O_TEXT, O_IN_PLACE, O_OUT_DIR, O_JSON, O_AEAD };
 
 /* What each command accepts, checked after parsing. */
 enum {
     A_TOKEN = 1u << 0, A_KEY = 1u << 1, A_CONTEXT = 1u << 2, A_DEK = 1u << 3, A_TEXT = 1u << 4,
-    A_OUT = 1u << 5, A_IN_PLACE = 1u << 6, A_JSON = 1u << 7,
+    A_OUT = 1u << 5, A_IN_PLACE = 1u << 6, A_JSON = 1u << 7, A_AEAD = 1u << 8,
 };
 
 static const struct {
@@ -715,7 +716,7 @@ static const struct {
     { O_CONTEXT, A_CONTEXT, "--context" },   { O_DEK, A_DEK, "--dek" },
     { O_TEXT, A_TEXT, "--text" },            { 'o', A_OUT, "-o" },
     { O_IN_PLACE, A_IN_PLACE, "--in-place" }, { O_OUT_DIR, A_IN_PLACE, "--out-dir" },
-    { O_JSON, A_JSON, "--json" },
+    { O_JSON, A_JSON, "--json" },            { O_AEAD, A_AEAD, "--aead" },
 };
 
 /* Parse argv (argv[0] is the command); positional arguments are left at argv[optind..]. */
@@ -732,6 +733,7 @@ static int parse(int argc, char **argv, unsigned allow, cmd *c, eopts *e)
         { "in-place", no_argument, NULL, O_IN_PLACE },
         { "out-dir", required_argument, NULL, O_OUT_DIR },
         { "json", no_argument, NULL, O_JSON },
+        { "aead", required_argument, NULL, O_AEAD },
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -758,6 +760,13 @@ static int parse(int argc, char **argv, unsigned allow, cmd *c, eopts *e)
         case O_IN_PLACE: e->in_place = true; break;
         case O_OUT_DIR: e->out_dir = optarg; break;
         case O_JSON: e->json = true; break;
+        case O_AEAD:
+            if (env_aead_from_name(optarg, &e->aead) != ENV_OK) {
+                cli_err("--aead: unknown algorithm '%s' (aes-256-gcm or xchacha20-poly1305)", optarg);
+                return -1;
+            }
+            e->aead_set = true;
+            break;
         default:
             if (cli_token_opt(&c->o, ch, optarg) != 0)
                 return -1;
@@ -768,6 +777,15 @@ static int parse(int argc, char **argv, unsigned allow, cmd *c, eopts *e)
         return -1;
     }
     return 0;
+}
+
+/* --aead: the AEAD of new envelopes and DEK files (default AES-256-GCM). */
+static int choose_aead(cmd *c, const eopts *e)
+{
+    if (!e->aead_set)
+        return 0;
+    env_rv rv = env_ctx_set_aead(c->ctx, e->aead);
+    return rv == ENV_OK ? 0 : -env_fail(c, rv, "--aead");
 }
 
 /* At most one positional argument: the input file. */
@@ -801,6 +819,9 @@ const char encrypt_usage[] =
     "                       characters; default empty). Decrypt can demand it back.\n"
     "  --dek FILE           reuse the data key of a DEK file (custos dek new) instead of a fresh one;\n"
     "                       --key is then optional and must name the DEK file's family\n"
+    "  --aead A             the cipher of the data: aes-256-gcm (default) or xchacha20-poly1305\n"
+    "                       (a 24-byte random nonce per chunk; the token must list\n"
+    "                       CKM_CHACHA20_POLY1305); with --dek it must be the DEK file's\n"
     "  --text               write the text form: \"cus1:\" + base64url and a newline (for database\n"
     "                       columns; at most 64 MiB of text)\n"
     "  -o, --output FILE    write FILE (through a temporary file in its folder, renamed when\n"
@@ -888,7 +909,7 @@ int encrypt_main(int argc, char **argv)
     int status = 1;
     env_rv rv;
 
-    if (parse(argc, argv, A_TOKEN | A_KEY | A_CONTEXT | A_DEK | A_TEXT | A_OUT, &c, &e) != 0 ||
+    if (parse(argc, argv, A_TOKEN | A_KEY | A_CONTEXT | A_DEK | A_TEXT | A_OUT | A_AEAD, &c, &e) != 0 ||
         one_input(argc, argv, &inp) != 0)
         return 2;
     if (c.o.key == NULL && e.dek == NULL) {
@@ -900,7 +921,7 @@ int encrypt_main(int argc, char **argv)
         return 2;
     }
     const char *context = e.context != NULL ? e.context : "";
-    if ((in = in_open(inp)) == NULL || cmd_open(&c, CKU_USER) != 0)
+    if ((in = in_open(inp)) == NULL || cmd_open(&c, CKU_USER) != 0 || choose_aead(&c, &e) != 0)
         goto out;
     if (e.dek != NULL) {
         if (load_dek(&c, e.dek, &dek, &dek_len) != 0)
@@ -1136,9 +1157,9 @@ static void print_info(const env_info *i, const sizes *s, bool text, bool json)
         printf(",\"kek_version\":%lu,\"wrap_mechanism\":\"%s\",\"wrap_mechanism_code\":%lu,"
                "\"wrapped_dek_len\":%zu",
                i->kek_version, i->wrap_name, (unsigned long)i->wrap_mech, i->wrapped_dek_len);
+        printf(",\"algorithm\":\"%s\"", i->aead_name);
         if (!i->is_dek_file) {
-            printf(",\"algorithm\":\"%s\",\"chunk_size\":%zu,\"context\":", i->aead_name,
-                   i->chunk_size);
+            printf(",\"chunk_size\":%zu,\"context\":", i->chunk_size);
             cli_json_string(stdout, i->context);
             printf(",\"header_len\":%zu,\"size\":%llu", i->header_len, s->total);
             if (s->chunks > 0)
@@ -1158,9 +1179,9 @@ static void print_info(const env_info *i, const sizes *s, bool text, bool json)
         printf("kek version:     0 (a plain KEK: the token has no key versions)\n");
     printf("wrap mechanism:  %s (0x%lX), wrapped key %zu bytes\n", i->wrap_name,
            (unsigned long)i->wrap_mech, i->wrapped_dek_len);
+    printf("algorithm:       %s\n", i->aead_name);
     if (i->is_dek_file)
         return;
-    printf("algorithm:       %s\n", i->aead_name);
     printf("chunk size:      %zu bytes\n", i->chunk_size);
     printf("context:         %s\n", i->context_len > 0 ? i->context : "(empty)");
     printf("header:          %zu bytes\n", i->header_len);
@@ -1565,6 +1586,8 @@ const char dek_usage[] =
     "Needs a user with the generate role.\n"
     "\n"
     "Options:\n"
+    "  --aead A             the data key's cipher: aes-256-gcm (default, an AES-256 key) or\n"
+    "                       xchacha20-poly1305 (a ChaCha20 key), as for custos encrypt\n"
     "  --text               write the text form (\"cusk1:\" + base64url and a newline)\n"
     "  -o, --output FILE    write FILE (through a temporary file); default: standard output\n"
     "  --key KEY            the same as the KEY argument\n"
@@ -1584,7 +1607,7 @@ int dek_main(int argc, char **argv)
     char *text = NULL;
     int status = 1;
 
-    if (parse(argc, argv, A_TOKEN | A_KEY | A_TEXT | A_OUT, &c, &e) != 0)
+    if (parse(argc, argv, A_TOKEN | A_KEY | A_TEXT | A_OUT | A_AEAD, &c, &e) != 0)
         return 2;
     if (optind >= argc || strcmp(argv[optind], "new") != 0) {
         cli_err(optind < argc ? "unknown action '%s' (only: new)" : "give an action: new KEY%s",
@@ -1606,7 +1629,7 @@ int dek_main(int argc, char **argv)
         cli_err("refusing to write a binary DEK file to a terminal: use -o FILE or --text");
         return 2;
     }
-    if (cmd_open(&c, CKU_USER) != 0 || find_kek(&c, &kek) != 0)
+    if (cmd_open(&c, CKU_USER) != 0 || choose_aead(&c, &e) != 0 || find_kek(&c, &kek) != 0)
         goto out;
     env_ctx_set_kek(c.ctx, kek);
     env_rv rv = env_dek_new(c.ctx, &dek, &dek_len);

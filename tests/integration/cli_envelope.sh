@@ -263,6 +263,27 @@ for d in ds.dek ds.dektxt; do
 done
 bad "$CUSTOS" decrypt "${E[@]}" "$W/ds.dek"
 expect 'a DEK file, not an envelope' "decrypt of a DEK file"
+
+# ---- XChaCha20-Poly1305 (--aead) -------------------------------------------------------------------------
+ok "$CUSTOS" encrypt "${E[@]}" --key tenant42 --aead xchacha20-poly1305 --context "$CTX" -o "$W/xc.env" "$PT"
+ok "$CUSTOS" inspect "$W/xc.env"
+expect '^algorithm: +XChaCha20-Poly1305$' "--aead xchacha20-poly1305 seals with XChaCha20-Poly1305"
+ok "$CUSTOS" decrypt "${E[@]}" --context "$CTX" -o "$W/xc.pt" "$W/xc.env"
+cmp -s "$PT" "$W/xc.pt" || fail "an XChaCha20-Poly1305 envelope does not round-trip"
+ok "$CUSTOS" dek "${E[@]}" new tenant42 --aead XChaCha20-Poly1305 -o "$W/xc.dek"
+ok "$CUSTOS" inspect "$W/xc.dek"
+expect '^algorithm: +XChaCha20-Poly1305$' "dek new --aead makes an XChaCha20-Poly1305 DEK file"
+ok "$CUSTOS" encrypt "${E[@]}" --dek "$W/xc.dek" -o "$W/xcd.env" "$W/garbage.bin"
+ok "$CUSTOS" decrypt "${E[@]}" -o "$W/xcd.pt" "$W/xcd.env"
+cmp -s "$W/garbage.bin" "$W/xcd.pt" || fail "an XChaCha20-Poly1305 DEK file does not round-trip"
+bad "$CUSTOS" encrypt "${E[@]}" --dek "$W/xc.dek" --aead aes-256-gcm -o "$W/xcbad.env" "$W/garbage.bin"
+no_file "$W/xcbad.env" "a DEK file and --aead that disagree"
+exec_cmd "$CUSTOS" encrypt "${E[@]}" --key tenant42 --aead chacha20 -o "$W/xcbad.env" "$W/garbage.bin"
+[ "$RC" -eq 2 ] || fail "an unknown --aead: exit $RC"
+expect "--aead: unknown algorithm 'chacha20'" "an unknown --aead"
+exec_cmd "$CUSTOS" decrypt "${E[@]}" --aead aes-256-gcm -o "$W/xcbad.pt" "$W/xc.env"
+[ "$RC" -eq 2 ] || fail "decrypt --aead: exit $RC"
+expect '--aead does not apply here' "decrypt takes no --aead"
 ok "${K[@]}" rotate tenant42
 ok "$CUSTOS" rewrap "${E[@]}" --in-place "$W/ds.dek" "$W/ds.dektxt"
 expect '^2 rewrapped' "DEK files are rewrapped"
