@@ -8,7 +8,6 @@
 #include <time.h>
 #include "audit/internal.h"
 #include "util/ckr.h"
-#include "util/ckr.h"
 #include "custos.h"
 #include "mech/mech.h"
 

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "mech/internal.h"
-#include "util/secmem.h"
 
 /* RFC 5649 sec. 3: the message length indicator is 32 bits. */
 #define KWP_MAX_KEY 0xFFFFFFFFul
@@ -48,7 +47,7 @@ static size_t wrapped_len(const mech_desc *d, const CK_MECHANISM *m, size_t keyl
 
     if (!wrappable(f, keylen))
         return 0;
-    return f->pad ? ((keylen + 7) / 8) * 8 + 8 : keylen + 8;
+    return crypto_kw_wrapped_len(f->pad, keylen);
 }
 
 /* A KEK of the wrong type or size, in the error code of the direction. */
@@ -87,12 +86,10 @@ static CK_RV unwrap(const mech_desc *d, const CK_MECHANISM *m, const mech_key *k
      * (KW: two key blocks and the integrity block). */
     ENSURE(inlen >= min && inlen % 8 == 0, CKR_WRAPPED_KEY_LEN_RANGE);
     ENSURE(!f->pad || inlen - 8 <= KWP_MAX_KEY + 7, CKR_WRAPPED_KEY_LEN_RANGE);
+    /* crypto_kw_unwrap wipes whatever a failed check left in out. */
     rv = crypto_kw_unwrap(f->pad, kek->bytes, kek->len, in, inlen, out, outlen);
-    if (rv != CKR_OK) {
-        /* Whatever the failed check left in out is no key: never hand it on. */
-        secmem_wipe(out, inlen - 8);
+    if (rv != CKR_OK)
         *outlen = 0;
-    }
     return rv;
 }
 
