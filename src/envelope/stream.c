@@ -16,7 +16,7 @@ struct env_ctx {
     unsigned chunk_shift;
     unsigned aead;      /* for new envelopes and DEK files */
     bool aead_set;      /* chosen by the caller (a DEK file must agree) */
-    int chacha;         /* the token lists the ChaCha20 mechanisms: -1 not asked yet */
+    int mechs;          /* MECH_* bits the token lists: -1 not asked yet */
     CK_RV last_ckr;
     char err[256];
 };
@@ -120,7 +120,7 @@ env_rv env_ctx_new(CK_FUNCTION_LIST_PTR p11, CK_SESSION_HANDLE session, CK_OBJEC
     c->kek = kek;
     c->chunk_shift = ENV_CHUNK_SHIFT_DEFAULT;
     c->aead = ENV_AEAD_AES256_GCM;
-    c->chacha = -1;
+    c->mechs = -1;
     *out = c;
     return ENV_OK;
 }
@@ -261,24 +261,42 @@ static bool listed(const CK_MECHANISM_TYPE *list, CK_ULONG n, CK_MECHANISM_TYPE 
     return false;
 }
 
+/* The mechanisms this library may use, as MECH_* bits: the wrap ones in
+ * order of preference (sec. 5), then ChaCha20's. */
+static const CK_MECHANISM_TYPE MECHS[] = { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD,
+                                           CKM_AES_KEY_WRAP, CKM_CHACHA20_POLY1305,
+                                           CKM_CHACHA20_KEY_GEN };
+enum { N_WRAP_MECHS = 3, MECH_CHACHA = 1 << 3, MECH_CHACHA_KEYGEN = 1 << 4 };
+
+/* Which of MECHS the session's slot lists: asked once per context. */
+static env_rv token_mechs(env_ctx *c, int *bits)
+{
+    if (c->mechs < 0) {
+        CK_ULONG n = 0;
+        CK_MECHANISM_TYPE *list = NULL;
+        ENV_GUARD(mech_list(c, &list, &n));
+        int b = 0;
+        for (size_t i = 0; i < ARRAY_LEN(MECHS); i++)
+            if (listed(list, n, MECHS[i]))
+                b |= 1 << i;
+        free(list);
+        c->mechs = b;
+    }
+    *bits = c->mechs;
+    return ENV_OK;
+}
+
 /* The wrap mechanism this token offers, in order of preference (sec. 5). */
 static env_rv pick_wrap(env_ctx *c, CK_MECHANISM_TYPE *mech)
 {
-    static const CK_MECHANISM_TYPE PREF[] = { CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD,
-                                              CKM_AES_KEY_WRAP };
-    env_rv rv = ENV_OK;
-    CK_ULONG n = 0;
-    CK_MECHANISM_TYPE *list = NULL;
-    ENV_GUARD(mech_list(c, &list, &n));
-    for (size_t i = 0; i < ARRAY_LEN(PREF); i++)
-        if (listed(list, n, PREF[i])) {
-            *mech = PREF[i];
-            goto out;
+    int bits;
+    ENV_GUARD(token_mechs(c, &bits));
+    for (size_t i = 0; i < N_WRAP_MECHS; i++)
+        if (bits & (1 << i)) {
+            *mech = MECHS[i];
+            return ENV_OK;
         }
-    rv = say(c, ENV_E_MECHANISM, "no AES key wrap (KWP, 0x210A or RFC 3394) on this token");
-out:
-    free(list);
-    return rv;
+    return say(c, ENV_E_MECHANISM, "no AES key wrap (KWP, 0x210A or RFC 3394) on this token");
 }
 
 /* An XChaCha20-Poly1305 envelope needs CKM_CHACHA20_POLY1305 (and, for a
@@ -291,19 +309,13 @@ static env_rv need_aead(env_ctx *c, unsigned alg, bool keygen)
     ENSURE(a != NULL, say(c, ENV_E_ALGORITHM, "%s is not supported", env_aead_name(alg)));
     if (alg != ENV_AEAD_XCHACHA20_POLY1305)
         return ENV_OK;
-    if (c->chacha < 0) {
-        CK_ULONG n = 0;
-        CK_MECHANISM_TYPE *list = NULL;
-        ENV_GUARD(mech_list(c, &list, &n));
-        c->chacha = (listed(list, n, CKM_CHACHA20_POLY1305) ? 1 : 0) |
-                    (listed(list, n, CKM_CHACHA20_KEY_GEN) ? 2 : 0);
-        free(list);
-    }
-    ENSURE(c->chacha & 1, say(c, ENV_E_MECHANISM,
+    int bits;
+    ENV_GUARD(token_mechs(c, &bits));
+    ENSURE(bits & MECH_CHACHA, say(c, ENV_E_MECHANISM,
                               "the token does not offer %s, which %s envelopes need; "
                               "use AES-256-GCM with this token",
                               a->mech_name, env_aead_name(alg)));
-    ENSURE(!keygen || (c->chacha & 2),
+    ENSURE(!keygen || (bits & MECH_CHACHA_KEYGEN),
            say(c, ENV_E_MECHANISM,
                "the token does not offer %s, which a fresh %s data key needs; "
                "use AES-256-GCM with this token",
