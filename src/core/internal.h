@@ -44,6 +44,8 @@ CK_RV login_verify_pin(token *t, const char *name, const uint8_t *pin, size_t pi
 CK_RV object_load_row_locked(token *t, CK_OBJECT_HANDLE row, object **out) CUSTOS_WUR;
 /* Open o's sealed attributes (t->lock held, logged in). */
 CK_RV object_open_locked(token *t, object *o) CUSTOS_WUR;
+/* object_key_copy with t->lock held. */
+CK_RV object_key_copy_locked(token *t, object *o, uint8_t *buf, size_t cap, size_t *len) CUSTOS_WUR;
 /* object_add with store_object_insert_unless's guard and companion update. */
 CK_RV object_add_guarded(session *s, attr_list *attrs, const CK_ATTRIBUTE *unless,
                          CK_OBJECT_HANDLE upd_row, const store_attr *upd, size_t upd_n,

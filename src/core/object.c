@@ -205,19 +205,21 @@ CK_RV object_get_mode(session *s, CK_OBJECT_HANDLE h, bool hot, object **out)
     return CKR_OK;
 }
 
+CK_RV object_key_copy_locked(token *t, object *o, uint8_t *buf, size_t cap, size_t *len)
+{
+    GUARD(open_sealed_locked(t, o));
+    const attr *a = attr_find(&o->attrs, CKA_VALUE);
+    ENSURE(a != NULL && (a->flags & ATTR_SECRET), CKR_KEY_TYPE_INCONSISTENT);
+    ENSURE(a->len <= cap, CKR_KEY_SIZE_RANGE);
+    memcpy(buf, a->value, a->len);
+    *len = a->len;
+    return CKR_OK;
+}
+
 CK_RV object_key_copy(token *t, object *o, uint8_t *buf, size_t cap, size_t *len)
 {
     pthread_mutex_lock(&t->lock);
-    CK_RV rv = open_sealed_locked(t, o);
-    attr *a = attr_find(&o->attrs, CKA_VALUE);
-    if (rv == CKR_OK && (a == NULL || !(a->flags & ATTR_SECRET)))
-        rv = CKR_KEY_TYPE_INCONSISTENT;
-    if (rv == CKR_OK && a->len > cap)
-        rv = CKR_KEY_SIZE_RANGE;
-    if (rv == CKR_OK) {
-        memcpy(buf, a->value, a->len);
-        *len = a->len;
-    }
+    CK_RV rv = object_key_copy_locked(t, o, buf, cap, len);
     pthread_mutex_unlock(&t->lock);
     return rv;
 }

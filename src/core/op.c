@@ -211,16 +211,7 @@ CK_RV op_key(session *s, CK_OBJECT_HANDLE h, const mech_desc *d, CK_ATTRIBUTE_TY
     if (rv == CKR_OK)
         usable_window(&o->attrs, protects(usage), &from, &until);
     if (rv == CKR_OK)
-        rv = object_open_locked(t, o);
-    const attr *v = rv == CKR_OK ? attr_find(&o->attrs, CKA_VALUE) : NULL;
-    if (rv == CKR_OK && (v == NULL || !(v->flags & ATTR_SECRET)))
-        rv = CKR_KEY_TYPE_INCONSISTENT;
-    if (rv == CKR_OK && v->len > KEY_MAX_BYTES)
-        rv = CKR_KEY_SIZE_RANGE;
-    if (rv == CKR_OK) {
-        memcpy(kbuf, v->value, v->len);
-        len = v->len;
-    }
+        rv = object_key_copy_locked(t, o, kbuf, KEY_MAX_BYTES, &len);
     pthread_mutex_unlock(&t->lock);
     /* The first protecting use after a family's rotation period rotates
      * it; this operation still uses the key the caller named. */
