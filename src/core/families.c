@@ -145,24 +145,24 @@ static CK_RV current_version(token *t, const char *family, CK_OBJECT_HANDLE *row
         { CKA_CUSTOS_FAMILY, (CK_VOID_PTR)family, strlen(family) },
         { CKA_CUSTOS_STATE, &active, sizeof(active) },
     };
-    CK_OBJECT_HANDLE *hs = NULL;
-    size_t count = 0;
-    CK_RV rv;
+    static const CK_ATTRIBUTE_TYPE side[] = { CKA_CUSTOS_VERSION };
+    store_found f;
 
-    GUARD(store_find(t->st, q, 2, &hs, &count));
+    /* The versions come with the hits: one statement, one snapshot. */
+    GUARD(store_find_with(t->st, q, 2, side, 1, &f));
     *row = 0;
     *version = 0;
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < f.count; i++) {
         CK_ULONG v;
-        size_t len;
-        bool found;
-        rv = store_object_attr(t->st, hs[i], CKA_CUSTOS_VERSION, (uint8_t *)&v, sizeof(v), &len, &found);
-        if (rv == CKR_OK && found && len == sizeof(v) && v > *version) {
+        if (f.hits[i].len[0] != sizeof(v))
+            continue;
+        memcpy(&v, f.arena + f.hits[i].off[0], sizeof(v));
+        if (v > *version) {
             *version = v;
-            *row = hs[i];
+            *row = f.hits[i].handle;
         }
     }
-    free(hs);
+    store_found_free(&f);
     ENSURE(*row != 0, CKR_ARGUMENTS_BAD);
     return CKR_OK;
 }

@@ -36,38 +36,36 @@ static CK_RV match_locked(attr_list *l, void *arg)
     return attr_match(l, m->t, m->n) ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
-/* May the current identity see a token object found by the index? The
- * index answered the template; privacy and CKA_CUSTOS_ALLOWED_USERS are
- * checked here with one primary-key lookup each, without loading objects. */
-static CK_RV found_visible(token *tok, CK_OBJECT_HANDLE row, bool priv_visible, bool *is_private,
-                           bool *ok)
-{
-    static const CK_BBOOL ck_true = CK_TRUE;
-    CK_ATTRIBUTE priv = { CKA_PRIVATE, (CK_VOID_PTR)&ck_true, sizeof(ck_true) };
-    char acl[512];
-    size_t len;
-    bool found;
+/* The attributes read beside each hit of the index, in the same statement:
+ * what role_sees needs (docs/roles.md), without loading objects. */
+static const CK_ATTRIBUTE_TYPE SIDE[] = { CKA_PRIVATE, CKA_CUSTOS_ALLOWED_USERS };
+enum { SIDE_PRIVATE, SIDE_ACL };
+_Static_assert(ARRAY_LEN(SIDE) <= STORE_FIND_SIDE, "side values fit the store's");
 
-    *is_private = false;
+/* May the current identity see a token object found by the index? The
+ * index answered the template; privacy and CKA_CUSTOS_ALLOWED_USERS came
+ * with the hit. *ok false: decide by loading the object. */
+static void found_visible(const token *tok, const store_found *f, const store_hit *h,
+                          bool *is_private, bool *ok)
+{
+    size_t plen = h->len[SIDE_PRIVATE], alen = h->len[SIDE_ACL];
+    char acl[512];
+
+    *is_private = plen == sizeof(CK_BBOOL) && f->arena[h->off[SIDE_PRIVATE]] == CK_TRUE;
     *ok = true;
-    if (priv_visible)
-        GUARD(store_object_has(tok->st, row, &priv, is_private));
     if (tok->roles & CUSTOS_ROLE_ADMIN)
-        return CKR_OK;
-    CK_RV rv = store_object_attr(tok->st, row, CKA_CUSTOS_ALLOWED_USERS, (uint8_t *)acl,
-                                 sizeof(acl) - 1, &len, &found);
-    if (rv == CKR_BUFFER_TOO_SMALL) {
+        return;
+    if (alen == STORE_SIDE_ABSENT || alen == 0)
+        return;
+    if (alen >= sizeof(acl)) {
         /* A list this long is not worth a special path: load the object. */
         *ok = false;
-        return CKR_OK;
+        return;
     }
-    GUARD(rv);
-    if (found && len > 0) {
-        acl[len] = '\0';
-        object probe = { .is_private = *is_private, .acl = acl };
-        *ok = role_sees(tok, &probe);
-    }
-    return CKR_OK;
+    memcpy(acl, f->arena + h->off[SIDE_ACL], alen);
+    acl[alen] = '\0';
+    object probe = { .is_private = *is_private, .acl = acl };
+    *ok = role_sees(tok, &probe);
 }
 
 static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size_t *cap)
@@ -75,8 +73,8 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
     token *tok = s->tok;
     CK_RV rv;
     CK_ATTRIBUTE *q = calloc(n + 1, sizeof(*q));
-    CK_OBJECT_HANDLE *hs = NULL;
-    size_t count = 0, qn = 0;
+    store_found f = { 0 };
+    size_t qn = 0;
     bool post = false;
 
     ENSURE(q != NULL, CKR_HOST_MEMORY);
@@ -95,11 +93,13 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
         q[qn].ulValueLen = sizeof(ck_false);
         qn++;
     }
-    GUARD_OUT(store_find(tok->st, q, qn, &hs, &count));
-    for (size_t i = 0; i < count; i++) {
+    /* An administrator sees every ACL: only privacy is needed then. */
+    size_t nside = (tok->roles & CUSTOS_ROLE_ADMIN) ? 1 : ARRAY_LEN(SIDE);
+    GUARD_OUT(store_find_with(tok->st, q, qn, SIDE, nside, &f));
+    for (size_t i = 0; i < f.count; i++) {
         bool is_private, ok;
-        GUARD_OUT(found_visible(tok, hs[i], priv_visible, &is_private, &ok));
-        CK_OBJECT_HANDLE h = object_client_handle(tok, hs[i], is_private);
+        found_visible(tok, &f, &f.hits[i], &is_private, &ok);
+        CK_OBJECT_HANDLE h = object_client_handle(tok, f.hits[i].handle, is_private);
         if (post || !ok) {
             /* object_get applies every visibility rule itself. */
             object *o;
@@ -115,7 +115,7 @@ static CK_RV find_token_objects(session *s, CK_ATTRIBUTE_PTR t, CK_ULONG n, size
     }
 out:
     free(q);
-    free(hs);
+    store_found_free(&f);
     return rv;
 }
 

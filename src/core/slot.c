@@ -66,6 +66,8 @@ CK_RV token_open_locked(token *t)
         return CKR_OK; /* not initialised */
     CK_RV rv = store_open(t->path, &t->st);
     if (rv == CKR_OK)
+        rv = store_set_mmap(t->st, (uint64_t)lib.cfg.store_mmap_mib << 20);
+    if (rv == CKR_OK)
         rv = store_token_get(t->st, &t->info);
     if (rv == CKR_OK)
         rv = store_data_version(t->st, &t->cache_version);
@@ -312,6 +314,7 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
     GUARD_OUT(crypto_random(t->pin_salt, sizeof(t->pin_salt)));
     GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, CUSTOS_ROLE_ADMIN, pin, pinlen, mk, &so));
     GUARD_OUT(store_create(t->path, &info, &so, &t->st));
+    GUARD_OUT(store_set_mmap(t->st, (uint64_t)lib.cfg.store_mmap_mib << 20));
     GUARD_OUT(login_make_counters(t));
     GUARD_OUT(store_token_get(t->st, &t->info));
     GUARD_OUT(store_data_version(t->st, &t->cache_version));

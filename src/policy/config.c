@@ -23,6 +23,7 @@ void config_defaults(custos_config *cfg)
         snprintf(cfg->store_path, sizeof(cfg->store_path), "%s/.local/share/custos", home);
     else
         snprintf(cfg->store_path, sizeof(cfg->store_path), "/var/lib/custos");
+    cfg->store_mmap_mib = CONFIG_MMAP_MIB_MAX;
     cfg->pin_max_retries = 10;
     cfg->pin_min_len = 4;
     cfg->pin_max_len = 255;
@@ -78,6 +79,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
         ok = value[0] == '/' && strlen(value) < sizeof(c->store_path);
         if (ok)
             snprintf(c->store_path, sizeof(c->store_path), "%s", value);
+    } else if (!strcmp(section, "store") && !strcmp(name, "mmap_mib")) {
+        ok = parse_uint(value, 0, CONFIG_MMAP_MIB_MAX, &c->store_mmap_mib);
     } else if (!strcmp(section, "pin") && !strcmp(name, "max_retries")) {
         ok = parse_uint(value, 1, 100, &c->pin_max_retries);
     } else if (!strcmp(section, "pin") && !strcmp(name, "min_length")) {

@@ -6,6 +6,7 @@
  *
  *   [store]
  *   path = /var/lib/custos          ; one SQLite file per token in here
+ *   mmap_mib = 2047                 ; read token files through a map this big (0: pread)
  *   [pin]
  *   max_retries = 10                ; wrong PINs before the PIN locks (1..100)
  *   min_length = 4                  ; bytes (1..255)
@@ -38,8 +39,12 @@
 #include "crypto/crypto.h"
 #include "audit/audit.h"
 
+/* SQLite maps at most 0x7fff0000 bytes: 2047 MiB. */
+#define CONFIG_MMAP_MIB_MAX 2047u
+
 typedef struct custos_config {
     char store_path[PATH_MAX];
+    unsigned store_mmap_mib;      /* [store] mmap_mib, 0: off */
     char source[PATH_MAX];        /* the file read, or "" for built-in defaults */
     unsigned pin_max_retries;
     unsigned pin_min_len;

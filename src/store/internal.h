@@ -34,7 +34,6 @@ enum store_stmt {
     S_OBJ_COUNT,
     S_ATTR_PUT,
     S_ATTR_MATCH,
-    S_FIND_ALL,
     S_META_GET,
     S_META_PUT,
     S_USER_BY_LOOKUP,
@@ -64,6 +63,7 @@ struct store {
     store *forgotten;              /* next in the list of stores abandoned
                                       after fork (store_forget_after_fork) */
     char *path;                    /* for reconnecting after a fork */
+    uint64_t mmap_bytes;           /* store_set_mmap, kept across reconnects */
     store *next_open;              /* registry of open stores (fork) */
 };
 

@@ -76,7 +76,6 @@ static const char *const STMT_SQL[S_COUNT_] = {
                    " SET value = excluded.value, sealed = excluded.sealed",
     [S_ATTR_MATCH] = "SELECT 1 FROM attrs"
                      " WHERE handle = ?1 AND type = ?2 AND value = ?3 AND sealed = 0",
-    [S_FIND_ALL] = "SELECT handle FROM objects ORDER BY handle",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
 };
@@ -148,12 +147,31 @@ static void unlock(store *st)
 static CK_RV connect_db(const char *path, int flags, sqlite3 **out);
 
 /* After store_fork_prepare closed the connection: open a new one. */
+static CK_RV apply_mmap(sqlite3 *db, uint64_t bytes)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA mmap_size = %llu", (unsigned long long)bytes);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? CKR_OK : store_sqlite_rv(rc);
+}
+
 static CK_RV reconnect(store *st)
 {
     if (st->db != NULL)
         return CKR_OK;
     ENSURE(st->path != NULL, CKR_DEVICE_ERROR);
-    return connect_db(st->path, SQLITE_OPEN_READWRITE, &st->db);
+    GUARD(connect_db(st->path, SQLITE_OPEN_READWRITE, &st->db));
+    return st->mmap_bytes ? apply_mmap(st->db, st->mmap_bytes) : CKR_OK;
+}
+
+CK_RV store_set_mmap(store *st, uint64_t bytes)
+{
+    ENSURE(st != NULL && bytes <= STORE_MMAP_MAX, CKR_ARGUMENTS_BAD);
+    lock(st);
+    st->mmap_bytes = bytes;
+    CK_RV rv = st->db != NULL ? apply_mmap(st->db, bytes) : CKR_OK;
+    unlock(st);
+    return rv;
 }
 
 /* The cached statement `id`, prepared on first use. */
@@ -1048,9 +1066,15 @@ static bool append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
     return true;
 }
 
+/* Side values (store_find_with) are read by the find statement itself, one
+ * primary-key probe per hit, bound to these parameter numbers (above every
+ * term's): a search and what is needed to filter its hits in one statement,
+ * one read transaction. Unbound (NULL) types select nothing. */
+#define SIDE_PARAM (2 * STORE_FIND_TERMS + 1)
+
 static CK_RV find_stmt(store *st, size_t n, sqlite3_stmt **out)
 {
-    char sql[1024];
+    char sql[2048];
     size_t off = 0;
     bool ok;
     int rc;
@@ -1061,17 +1085,27 @@ static CK_RV find_stmt(store *st, size_t n, sqlite3_stmt **out)
         *out = st->find[n];
         return CKR_OK;
     }
-    ok = append(sql, sizeof(sql), &off, "SELECT t0.handle FROM attrs AS t0");
-    for (size_t i = 1; i < n; i++)
-        ok = ok && append(sql, sizeof(sql), &off, " CROSS JOIN attrs AS t%zu", i);
-    ok = ok && append(sql, sizeof(sql), &off,
-                      " WHERE t0.type = ?1 AND t0.value = ?2 AND t0.sealed = 0");
-    for (size_t i = 1; i < n; i++)
+    ok = append(sql, sizeof(sql), &off, "SELECT t0.handle");
+    for (int i = 0; i < STORE_FIND_SIDE; i++)
         ok = ok && append(sql, sizeof(sql), &off,
-                          " AND t%zu.handle = t0.handle AND t%zu.type = ?%zu"
-                          " AND +t%zu.value = ?%zu AND t%zu.sealed = 0",
-                          i, i, 2 * i + 1, i, 2 * i + 2, i);
-    ok = ok && append(sql, sizeof(sql), &off, " ORDER BY t0.handle");
+                          ", (SELECT w.value FROM attrs AS w WHERE w.handle = t0.handle"
+                          " AND w.type = ?%d AND w.sealed = 0)",
+                          SIDE_PARAM + i);
+    if (n == 0) {
+        ok = ok && append(sql, sizeof(sql), &off, " FROM objects AS t0 ORDER BY t0.handle");
+    } else {
+        ok = ok && append(sql, sizeof(sql), &off, " FROM attrs AS t0");
+        for (size_t i = 1; i < n; i++)
+            ok = ok && append(sql, sizeof(sql), &off, " CROSS JOIN attrs AS t%zu", i);
+        ok = ok && append(sql, sizeof(sql), &off,
+                          " WHERE t0.type = ?1 AND t0.value = ?2 AND t0.sealed = 0");
+        for (size_t i = 1; i < n; i++)
+            ok = ok && append(sql, sizeof(sql), &off,
+                              " AND t%zu.handle = t0.handle AND t%zu.type = ?%zu"
+                              " AND +t%zu.value = ?%zu AND t%zu.sealed = 0",
+                              i, i, 2 * i + 1, i, 2 * i + 2, i);
+        ok = ok && append(sql, sizeof(sql), &off, " ORDER BY t0.handle");
+    }
     ENSURE(ok, CKR_GENERAL_ERROR);
     rc = sqlite3_prepare_v3(st->db, sql, (int)off, SQLITE_PREPARE_PERSISTENT, &st->find[n], NULL);
     ENSURE(rc == SQLITE_OK, store_sqlite_rv(rc));
@@ -1107,44 +1141,68 @@ static CK_RV match_rest(store *st, sqlite3_int64 h, const CK_ATTRIBUTE *tmpl,
     return CKR_OK;
 }
 
-CK_RV store_object_has(store *st, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *a, bool *yes)
+static CK_RV push_hit(store_found *f, size_t *cap, sqlite3_stmt *s, size_t nside,
+                      size_t *arena_cap)
 {
-    size_t order = 0;
-    ENSURE(st != NULL && a != NULL && yes != NULL, CKR_ARGUMENTS_BAD);
-    lock(st);
-    CK_RV rv = match_rest(st, (sqlite3_int64)h, a, &order, 0, 1, yes);
-    unlock(st);
-    return rv;
-}
-
-static CK_RV push_handle(CK_OBJECT_HANDLE **v, size_t *n, size_t *cap, CK_OBJECT_HANDLE h)
-{
-    if (*n == *cap) {
+    if (f->count == *cap) {
         size_t ncap = *cap ? *cap * 2 : 16;
-        CK_OBJECT_HANDLE *p = realloc(*v, ncap * sizeof(*p));
+        store_hit *p = realloc(f->hits, ncap * sizeof(*p));
         ENSURE(p != NULL, CKR_HOST_MEMORY);
-        *v = p;
+        f->hits = p;
         *cap = ncap;
     }
-    (*v)[(*n)++] = h;
+    store_hit *h = &f->hits[f->count];
+    h->handle = (CK_OBJECT_HANDLE)sqlite3_column_int64(s, 0);
+    for (size_t i = 0; i < STORE_FIND_SIDE; i++) {
+        h->off[i] = 0;
+        h->len[i] = STORE_SIDE_ABSENT;
+        if (i >= nside || sqlite3_column_type(s, (int)i + 1) == SQLITE_NULL)
+            continue;
+        const void *v = sqlite3_column_blob(s, (int)i + 1);
+        size_t len = (size_t)sqlite3_column_bytes(s, (int)i + 1);
+        if (f->arena_len + len > *arena_cap) {
+            size_t ncap = *arena_cap ? *arena_cap : 64;
+            while (ncap < f->arena_len + len)
+                ncap *= 2;
+            uint8_t *p = realloc(f->arena, ncap);
+            ENSURE(p != NULL, CKR_HOST_MEMORY);
+            f->arena = p;
+            *arena_cap = ncap;
+        }
+        if (len > 0)
+            memcpy(f->arena + f->arena_len, v, len);
+        h->off[i] = f->arena_len;
+        h->len[i] = len;
+        f->arena_len += len;
+    }
+    f->count++;
     return CKR_OK;
 }
 
-CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n, CK_OBJECT_HANDLE **out,
-                 size_t *count)
+void store_found_free(store_found *f)
+{
+    if (f == NULL)
+        return;
+    free(f->hits);
+    free(f->arena);
+    memset(f, 0, sizeof(*f));
+}
+
+CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_ATTRIBUTE_TYPE *side,
+                      size_t nside, store_found *out)
 {
     size_t small[STORE_FIND_TERMS], *order = small;
-    size_t k = n < STORE_FIND_TERMS ? n : STORE_FIND_TERMS, found = 0, cap = 0;
-    CK_OBJECT_HANDLE *res = NULL;
+    size_t k = n < STORE_FIND_TERMS ? n : STORE_FIND_TERMS, cap = 0, arena_cap = 0;
+    store_found res = { 0 };
     sqlite3_stmt *s = NULL;
     bool locked = false;
     CK_RV rv;
     int rc;
 
-    ENSURE(st != NULL && out != NULL && count != NULL, CKR_ARGUMENTS_BAD);
+    ENSURE(st != NULL && out != NULL, CKR_ARGUMENTS_BAD);
     ENSURE(tmpl != NULL || n == 0, CKR_ARGUMENTS_BAD);
-    *out = NULL;
-    *count = 0;
+    ENSURE(nside <= STORE_FIND_SIDE && (side != NULL || nside == 0), CKR_ARGUMENTS_BAD);
+    memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < n; i++)
         ENSURE(tmpl[i].pValue != NULL || tmpl[i].ulValueLen == 0, CKR_ARGUMENTS_BAD);
     if (n > STORE_FIND_TERMS) {
@@ -1158,30 +1216,29 @@ CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n, CK_OBJECT_HANDLE
      * read transaction keeps them all on one snapshot. */
     if (n > k)
         GUARD_OUT(run_id(st, S_BEGIN_READ));
-    if (n == 0)
-        GUARD_OUT(stmt(st, S_FIND_ALL, &s));
-    else
-        GUARD_OUT(find_stmt(st, k, &s));
+    GUARD_OUT(find_stmt(st, k, &s));
     for (size_t i = 0; i < k; i++)
         GUARD_OUT(bind_term(s, (int)(2 * i + 1), &tmpl[order[i]]));
+    for (size_t i = 0; i < STORE_FIND_SIDE; i++) {
+        if (i < nside)
+            GUARD_OUT(bind_int(s, SIDE_PARAM + (int)i, (int64_t)side[i]));
+        else
+            ENSURE_OUT(sqlite3_bind_null(s, SIDE_PARAM + (int)i) == SQLITE_OK, CKR_GENERAL_ERROR);
+    }
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        sqlite3_int64 h = sqlite3_column_int64(s, 0);
         bool match = true;
         if (n > k)
-            GUARD_OUT(match_rest(st, h, tmpl, order, k, n, &match));
+            GUARD_OUT(match_rest(st, sqlite3_column_int64(s, 0), tmpl, order, k, n, &match));
         if (match)
-            GUARD_OUT(push_handle(&res, &found, &cap, (CK_OBJECT_HANDLE)h));
+            GUARD_OUT(push_hit(&res, &cap, s, nside, &arena_cap));
     }
     ENSURE_OUT(rc == SQLITE_DONE, store_sqlite_rv(rc));
     sqlite3_reset(s);
     s = NULL;
     if (n > k)
         GUARD_OUT(commit(st));
-    *out = found ? res : NULL;
-    *count = found;
-    if (found == 0)
-        free(res);
-    res = NULL;
+    *out = res;
+    memset(&res, 0, sizeof(res));
 out:
     sqlite3_reset(s);
     if (locked) {
@@ -1189,10 +1246,33 @@ out:
             rollback(st);
         unlock(st);
     }
-    free(res);
+    store_found_free(&res);
     if (order != small)
         free(order);
     return rv;
+}
+
+CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n, CK_OBJECT_HANDLE **out,
+                 size_t *count)
+{
+    store_found f;
+    ENSURE(out != NULL && count != NULL, CKR_ARGUMENTS_BAD);
+    *out = NULL;
+    *count = 0;
+    GUARD(store_find_with(st, tmpl, n, NULL, 0, &f));
+    if (f.count > 0) {
+        CK_OBJECT_HANDLE *hs = malloc(f.count * sizeof(*hs));
+        if (hs == NULL) {
+            store_found_free(&f);
+            return CKR_HOST_MEMORY;
+        }
+        for (size_t i = 0; i < f.count; i++)
+            hs[i] = f.hits[i].handle;
+        *out = hs;
+        *count = f.count;
+    }
+    store_found_free(&f);
+    return CKR_OK;
 }
 
 /* ---- metadata ------------------------------------------------------------------ */

@@ -53,6 +53,14 @@ CK_RV store_create(const char *path, const store_token_info *info,
  * CKR_TOKEN_NOT_RECOGNIZED when the file is not a Custos store or is
  * damaged; CKR_DEVICE_ERROR when it cannot be read. */
 CK_RV store_open(const char *path, store **out) CUSTOS_WUR;
+/* Read the file through a memory map of up to `bytes` (0: off, every page
+ * read with pread). Reads of a large token then cost no system call; the
+ * price is that an I/O error on the file, or the file cut short by another
+ * program while mapped, raises SIGBUS in the process instead of giving
+ * CKR_DEVICE_ERROR (docs/configuration.md, [store] mmap_mib). Kept across
+ * reconnects; a store starts with it off. */
+#define STORE_MMAP_MAX 0x7fff0000ull /* SQLite's own ceiling on Linux */
+CK_RV store_set_mmap(store *st, uint64_t bytes) CUSTOS_WUR;
 /* Close; NULL is fine. */
 void store_close(store *st);
 /* After fork, in the child: drop the handle without touching the
@@ -165,9 +173,28 @@ CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h) CUSTOS_WUR;
  * attributes never match (the core filters those itself). */
 CK_RV store_find(store *st, const CK_ATTRIBUTE *tmpl, size_t n,
                  CK_OBJECT_HANDLE **out, size_t *count) CUSTOS_WUR;
-/* Does object h have attribute a with exactly these bytes (not sealed)?
- * One primary-key lookup; *yes false when the object does not exist. */
-CK_RV store_object_has(store *st, CK_OBJECT_HANDLE h, const CK_ATTRIBUTE *a, bool *yes) CUSTOS_WUR;
+/* A search that also reads, for each hit, the clear values of up to
+ * STORE_FIND_SIDE further attributes ("side values": what the caller needs
+ * to filter the hits, such as CKA_PRIVATE), in the same statement and so on
+ * the same snapshot. Hit i's side value j is found->arena + off[j], len[j]
+ * bytes; len[j] is STORE_SIDE_ABSENT when the object lacks the attribute or
+ * holds it sealed. Free with store_found_free. */
+#define STORE_FIND_SIDE 2
+#define STORE_SIDE_ABSENT SIZE_MAX
+typedef struct {
+    CK_OBJECT_HANDLE handle;
+    size_t off[STORE_FIND_SIDE];
+    size_t len[STORE_FIND_SIDE];
+} store_hit;
+typedef struct {
+    store_hit *hits;
+    size_t count;
+    uint8_t *arena;
+    size_t arena_len;
+} store_found;
+CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_ATTRIBUTE_TYPE *side,
+                      size_t nside, store_found *found) CUSTOS_WUR;
+void store_found_free(store_found *found);
 /* The clear value of one attribute of object h into buf (cap bytes):
  * *found false when absent or sealed; CKR_BUFFER_TOO_SMALL (with *len the
  * size) when it does not fit. */

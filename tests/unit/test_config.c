@@ -43,6 +43,7 @@ static void test_defaults_are_safe(void)
     CU_ASSERT(c.kdf.p1 >= 15);
     CU_ASSERT_FALSE(c.legacy_modes);
     CU_ASSERT(c.store_path[0] == '/');
+    CU_ASSERT_EQUAL(c.store_mmap_mib, 2047);
 }
 
 static void test_store_path_only_is_enough(void)
@@ -59,7 +60,7 @@ static void test_every_key_is_read(void)
 {
     custos_config c;
     char err[256];
-    CU_ASSERT_EQUAL(load_text("[store]\npath=/x\n[pin]\nmax_retries=3\nmin_length=6\n"
+    CU_ASSERT_EQUAL(load_text("[store]\npath=/x\nmmap_mib=0\n[pin]\nmax_retries=3\nmin_length=6\n"
                               "max_length=64\nkdf=pbkdf2\npbkdf2_iterations=2000\n"
                               "[policy]\nlegacy_modes=yes\n",
                               &c, err, sizeof(err)),
@@ -70,6 +71,7 @@ static void test_every_key_is_read(void)
     CU_ASSERT_EQUAL(c.kdf.alg, KDF_PBKDF2_SHA256);
     CU_ASSERT_EQUAL(c.kdf.p1, 2000);
     CU_ASSERT_TRUE(c.legacy_modes);
+    CU_ASSERT_EQUAL(c.store_mmap_mib, 0);
 }
 
 static void test_scrypt_cost_is_configurable(void)
@@ -98,6 +100,7 @@ static void test_bad_values_are_refused(void)
         "[pin]\nscrypt_log2n=30\n",   "[pin]\npbkdf2_iterations=10\n",
         "[policy]\nlegacy_modes=maybe\n", "[store]\npath=relative/dir\n",
         "[pin]\nmin_length=10\nmax_length=5\n", "[store\npath=/x\n",
+        "[store]\nmmap_mib=2048\n", "[store]\nmmap_mib=-1\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CU_ASSERT_EQUAL(load_text(bad[i], &c, err, sizeof(err)), CKR_GENERAL_ERROR);

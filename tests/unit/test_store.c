@@ -904,6 +904,104 @@ static void test_find_empty_value_matches_only_empty(void)
     store_close(st);
 }
 
+/* Side value j of hit i as a string ("-" when absent), for comparisons. */
+static const char *side_str(const store_found *f, size_t i, size_t j, char *buf, size_t cap)
+{
+    const store_hit *h = &f->hits[i];
+    if (h->len[j] == STORE_SIDE_ABSENT)
+        return "-";
+    snprintf(buf, cap, "%.*s", (int)h->len[j], (const char *)f->arena + h->off[j]);
+    return buf;
+}
+
+static void test_find_with_reads_side_values_of_each_hit(void)
+{
+    static const uint8_t key[16] = "side value, kept";
+    store *st = make_token("side.db", "0000000000000046");
+    store_attr a[3] = { plain(CKA_LABEL, "s", 1), plain(CKA_APPLICATION, "app", 3),
+                        secret(CKA_VALUE, key, sizeof(key)) };
+    store_attr b[3] = { plain(CKA_LABEL, "s", 1), plain(CKA_APPLICATION, "", 0),
+                        plain(CKA_ID, "i", 1) };
+    CK_OBJECT_HANDLE ha = 0, hb = 0, hc;
+    CK_ATTRIBUTE_TYPE side[2] = { CKA_APPLICATION, CKA_VALUE };
+    CK_ATTRIBUTE t = term(CKA_LABEL, "s", 1);
+    store_found f;
+    char buf[64];
+
+    CU_ASSERT_EQUAL_FATAL(store_object_insert(st, MK, a, 3, &ha), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(store_object_insert(st, MK, b, 3, &hb), CKR_OK);
+    hc = insert_obj(st, DATA, "s", "c");
+    CU_ASSERT_EQUAL_FATAL(store_find_with(st, &t, 1, side, 2, &f), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(f.count, 3);
+    CU_ASSERT_EQUAL(f.hits[0].handle, ha);
+    CU_ASSERT_EQUAL(f.hits[1].handle, hb);
+    CU_ASSERT_EQUAL(f.hits[2].handle, hc);
+    CU_ASSERT_STRING_EQUAL(side_str(&f, 0, 0, buf, sizeof(buf)), "app");
+    /* A sealed value is never a side value: absent, not ciphertext. */
+    CU_ASSERT_EQUAL(f.hits[0].len[1], STORE_SIDE_ABSENT);
+    /* Empty is not absent. */
+    CU_ASSERT_EQUAL(f.hits[1].len[0], 0);
+    CU_ASSERT_EQUAL(f.hits[1].len[1], STORE_SIDE_ABSENT);
+    CU_ASSERT_EQUAL(f.hits[2].len[0], STORE_SIDE_ABSENT);
+    store_found_free(&f);
+    CU_ASSERT_PTR_NULL(f.hits);
+
+    /* The empty template (every object) and a long one carry them too. */
+    CU_ASSERT_EQUAL_FATAL(store_find_with(st, NULL, 0, side, 1, &f), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(f.count, 3);
+    CU_ASSERT_STRING_EQUAL(side_str(&f, 0, 0, buf, sizeof(buf)), "app");
+    /* Not asked for: absent. */
+    CU_ASSERT_EQUAL(f.hits[0].len[1], STORE_SIDE_ABSENT);
+    store_found_free(&f);
+    CK_ATTRIBUTE lt[10];
+    for (size_t i = 0; i < 10; i++)
+        lt[i] = i % 2 ? term(CKA_ID, "i", 1) : term(CKA_LABEL, "s", 1);
+    CU_ASSERT_EQUAL_FATAL(store_find_with(st, lt, 10, side, 2, &f), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(f.count, 1);
+    CU_ASSERT_EQUAL(f.hits[0].handle, hb);
+    CU_ASSERT_EQUAL(f.hits[0].len[0], 0);
+    store_found_free(&f);
+
+    /* No hits: nothing allocated. */
+    t = term(CKA_LABEL, "none", 4);
+    CU_ASSERT_EQUAL_FATAL(store_find_with(st, &t, 1, side, 2, &f), CKR_OK);
+    CU_ASSERT_EQUAL(f.count, 0);
+    CU_ASSERT_PTR_NULL(f.hits);
+    CU_ASSERT_PTR_NULL(f.arena);
+    /* More side values than the store carries, or a NULL list, are refused. */
+    CK_ATTRIBUTE_TYPE three[3] = { CKA_LABEL, CKA_ID, CKA_CLASS };
+    CU_ASSERT_EQUAL(store_find_with(st, &t, 1, three, 3, &f), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(store_find_with(st, &t, 1, NULL, 1, &f), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(store_find_with(st, &t, 1, side, 2, NULL), CKR_ARGUMENTS_BAD);
+    store_found_free(NULL);
+    store_close(st);
+}
+
+static void test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused(void)
+{
+    store *st = make_token("mmap.db", "0000000000000047");
+    store *other = NULL;
+    CK_OBJECT_HANDLE h[40];
+    for (int i = 0; i < 40; i++)
+        h[i] = insert_obj(st, DATA, i % 2 ? "odd" : "even", "m");
+    CU_ASSERT_EQUAL(store_set_mmap(st, STORE_MMAP_MAX + 1), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(store_set_mmap(NULL, 0), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL_FATAL(store_set_mmap(st, STORE_MMAP_MAX), CKR_OK);
+    CK_ATTRIBUTE t = term(CKA_LABEL, "odd", 3);
+    CK_OBJECT_HANDLE odd[20];
+    for (int i = 0; i < 20; i++)
+        odd[i] = h[2 * i + 1];
+    expect_find(st, &t, 1, odd, 20);
+    /* A commit by another connection (no map) is seen through the map. */
+    CU_ASSERT_EQUAL_FATAL(store_open(path_of("mmap.db"), &other), CKR_OK);
+    CU_ASSERT_EQUAL(store_object_delete(other, h[1]), CKR_OK);
+    expect_find(st, &t, 1, odd + 1, 19);
+    CU_ASSERT_EQUAL(store_set_mmap(st, 0), CKR_OK);
+    expect_find(st, &t, 1, odd + 1, 19);
+    store_close(other);
+    store_close(st);
+}
+
 /* ---- sharing one file ------------------------------------------------------------- */
 
 static void test_two_handles_see_each_others_commits(void)
@@ -1133,6 +1231,8 @@ static const cunit_case CASES[] = {
     CASE(test_find_never_matches_sealed_attributes),
     CASE(test_find_with_long_and_repeated_templates),
     CASE(test_find_empty_value_matches_only_empty),
+    CASE(test_find_with_reads_side_values_of_each_hit),
+    CASE(test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused),
     CASE(test_two_handles_see_each_others_commits),
     CASE(test_one_store_is_safe_across_threads),
     CASE(test_data_version_changes_after_other_commit),
