@@ -16,6 +16,8 @@ enum store_stmt {
     S_COMMIT,
     S_ROLLBACK,
     S_DATA_VERSION,
+    S_SYNC_NORMAL,
+    S_SYNC_FULL,
     S_TOKEN_GET,
     S_TOKEN_INSERT,
     S_TOKEN_SET_LABEL,

@@ -28,6 +28,8 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_DATA_VERSION] = "PRAGMA data_version",
+    [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [S_TOKEN_GET] = "SELECT label, serial, created FROM token WHERE id = 1",
     [S_TOKEN_INSERT] = "INSERT INTO token(id, label, serial, created) VALUES (1, ?1, ?2, ?3)",
     [S_TOKEN_SET_LABEL] = "UPDATE token SET label = ?1 WHERE id = 1",
@@ -1449,6 +1451,12 @@ CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], c
 
     ENSURE(st != NULL && mac != NULL && tag != NULL && seq <= INT64_MAX, CKR_ARGUMENTS_BAD);
     lock(st);
+    /* Committed without an fsync of its own (synchronous = NORMAL): the head
+     * may lag the records after a power cut, which verify reports as
+     * unsealed records, never as tampering (docs/audit.md); it is made
+     * durable by the next durable commit to the token file. The records it
+     * seals were fsync'ed before, so the head is never ahead of them. */
+    GUARD_OUT(run_id(st, S_SYNC_NORMAL));
     GUARD_OUT(stmt(st, S_AUDIT_HEAD_PUT, &s));
     GUARD_OUT(bind_int(s, 1, (int64_t)seq));
     GUARD_OUT(bind_blob(s, 2, mac, 32));
@@ -1456,6 +1464,13 @@ CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], c
     rv = run(s);
 out:
     sqlite3_reset(s);
+    /* Every other commit stays durable: a connection that cannot be put
+     * back to FULL is closed (the next use reconnects with FULL). */
+    if (st->db != NULL && run_id(st, S_SYNC_FULL) != CKR_OK) {
+        disconnect(st);
+        if (rv == CKR_OK)
+            rv = CKR_DEVICE_ERROR;
+    }
     unlock(st);
     return rv;
 }
