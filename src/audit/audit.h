@@ -26,6 +26,8 @@ typedef enum audit_kind {
 
 /* What the entry layer and the core learn about one call. Strings are
  * borrowed for the duration of audit_record (copied inside). */
+/* core_audit_begin clears an event field by field (it is on the hot path):
+ * a new field must be cleared there too. */
 typedef struct audit_event {
     audit_kind kind;
     const char *function;        /* "C_Decrypt" */

@@ -64,11 +64,26 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
             return rv;
         }
     }
-    memset(ev, 0, sizeof(*ev));
+    /* Field by field, strings cut at their first byte: this runs twice per
+     * data operation and the event is some 400 bytes, most of them string
+     * buffers that are only ever read up to their NUL (a memset of the whole
+     * was 6% of a 64-byte AES-GCM encryption). */
     ev->kind = cls == AUD_DATA ? AUDIT_DATA : AUDIT_EVENT;
     ev->function = fn;
     ev->session = s->handle;
     ev->mech = CK_UNAVAILABLE_INFORMATION;
+    ev->user = NULL;
+    ev->roles = 0;
+    ev->key = 0;
+    ev->key_label[0] = '\0';
+    ev->key_id[0] = '\0';
+    ev->key_family[0] = '\0';
+    ev->key_version = 0;
+    ev->has_resource_digest = false;
+    ev->resource_label[0] = '\0';
+    ev->rv = CKR_OK;
+    ev->deny_reason = NULL;
+    ev->count = 0;
     s->ev = ev;
     s->aud = cls;
     return CKR_OK;

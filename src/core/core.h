@@ -60,6 +60,18 @@ typedef struct aud_key {
     uint8_t digest[32];   /* SHA-256 of the AAD: the resource */
 } aud_key;
 
+/* An empty description, strings cut at their first byte (cheaper than a
+ * memset of the whole on the hot path; strings are read up to their NUL). */
+static inline void aud_key_clear(aud_key *k)
+{
+    k->handle = 0;
+    k->label[0] = '\0';
+    k->id[0] = '\0';
+    k->family[0] = '\0';
+    k->version = 0;
+    k->has_digest = false;
+}
+
 typedef enum login_state {
     LOGIN_NONE = 0,
     LOGIN_USER,

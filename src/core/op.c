@@ -253,7 +253,7 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
     GUARD(op_mech(m, kind, &d));
     GUARD(op_role(s->tok, kind));
     mech_key mk = { kb, 0, CK_UNAVAILABLE_INFORMATION };
-    memset(&o->key, 0, sizeof(o->key));
+    aud_key_clear(&o->key);
     if (kind != MECH_OP_DIGEST) {
         rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb, &o->key);
         klen = mk.len;
