@@ -236,9 +236,23 @@ void secmem_wipe(void *p, size_t n)
 
 bool ct_memeq(const void *a, const void *b, size_t n)
 {
-    const volatile uint8_t *x = a, *y = b;
-    uint8_t diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= x[i] ^ y[i];
+    const uint8_t *x = a, *y = b;
+    uint64_t diff = 0;
+    size_t i = 0;
+    /* Eight bytes at a time (it runs on every AES-GCM init, comparing the
+     * key with the cached one), every byte always read: the time depends on
+     * n only. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t u, v;
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        diff |= u ^ v;
+        /* No early exit: the compiler may not assume what diff holds. */
+        __asm__ __volatile__("" : "+r"(diff));
+    }
+    for (; i < n; i++) {
+        diff |= (uint64_t)(x[i] ^ y[i]);
+        __asm__ __volatile__("" : "+r"(diff));
+    }
     return diff == 0;
 }

@@ -252,6 +252,18 @@ static void test_ct_memeq_compares_every_byte(void)
     b[63] ^= 0x80;
     CU_ASSERT(!ct_memeq(a, b, sizeof(a)));
     CU_ASSERT(ct_memeq(a, b, 63));
+    b[63] ^= 0x80;
+    /* Every length (whole words and a tail), every position, unaligned
+     * starts: one differing bit anywhere is found. */
+    for (size_t off = 0; off < 3; off++)
+        for (size_t n = 1; n <= 20; n++)
+            for (size_t p = 0; p < n; p++) {
+                b[off + p] ^= 0x10;
+                CU_ASSERT(!ct_memeq(a + off, b + off, n));
+                CU_ASSERT(ct_memeq(a + off, b + off, p));
+                b[off + p] ^= 0x10;
+                CU_ASSERT(ct_memeq(a + off, b + off, n));
+            }
 }
 
 static const cunit_case CASES[] = {
