@@ -18,6 +18,7 @@ enum store_stmt {
     S_DATA_VERSION,
     S_SYNC_NORMAL,
     S_SYNC_FULL,
+    S_SYNC_GET,
     S_TOKEN_GET,
     S_TOKEN_INSERT,
     S_TOKEN_SET_LABEL,

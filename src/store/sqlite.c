@@ -30,6 +30,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_DATA_VERSION] = "PRAGMA data_version",
     [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
     [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [S_SYNC_GET] = "PRAGMA synchronous",
     [S_TOKEN_GET] = "SELECT label, serial, created FROM token WHERE id = 1",
     [S_TOKEN_INSERT] = "INSERT INTO token(id, label, serial, created) VALUES (1, ?1, ?2, ?3)",
     [S_TOKEN_SET_LABEL] = "UPDATE token SET label = ?1 WHERE id = 1",
@@ -699,6 +700,11 @@ out:
 CK_RV store_data_version(store *st, uint64_t *out)
 {
     return scalar_u64(st, S_DATA_VERSION, out);
+}
+
+CK_RV store_synchronous(store *st, uint64_t *level)
+{
+    return scalar_u64(st, S_SYNC_GET, level);
 }
 
 /* ---- users ------------------------------------------------------------------ */

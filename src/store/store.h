@@ -111,9 +111,13 @@ CK_RV store_user_delete(store *st, const char *name) CUSTOS_WUR;
 /* found false when no record was ever sealed. */
 CK_RV store_audit_head_get(store *st, uint64_t *seq, uint8_t mac[32], uint8_t tag[32],
                            bool *found) CUSTOS_WUR;
-/* Move the head forward (never back: a lower seq is ignored, CKR_OK). */
+/* Move the head forward (never back: a lower seq is ignored, CKR_OK).
+ * This one commit is not fsync'ed: the records it seals were (audit.md). */
 CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32],
                                const uint8_t tag[32]) CUSTOS_WUR;
+/* The connection's PRAGMA synchronous (2 = FULL, what every other commit
+ * uses); for tests. */
+CK_RV store_synchronous(store *st, uint64_t *level) CUSTOS_WUR;
 /* Atomically add one failure and return the new count (another process may
  * be counting too). */
 CK_RV store_user_fail(store *st, const char *name, uint32_t *failures) CUSTOS_WUR;

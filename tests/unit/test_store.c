@@ -1128,6 +1128,40 @@ static void test_reinit_clears_objects_and_users(void)
     store_close(st);
 }
 
+static void test_audit_head_moves_forward_and_other_commits_stay_full(void)
+{
+    store *st = make_token("head.db", "0000000000000048");
+    uint8_t mac[32], tag[32], gm[32], gt[32];
+    uint64_t seq = 0, level = 0;
+    bool found = true;
+
+    CU_ASSERT_EQUAL(store_audit_head_get(st, &seq, gm, gt, &found), CKR_OK);
+    CU_ASSERT_FALSE(found);
+    memset(mac, 0xA1, sizeof(mac));
+    memset(tag, 0xB2, sizeof(tag));
+    CU_ASSERT_EQUAL(store_audit_head_advance(st, 5, mac, tag), CKR_OK);
+    /* The head's own commit is not fsync'ed; the connection is back to
+     * FULL for every other one. */
+    CU_ASSERT_EQUAL(store_synchronous(st, &level), CKR_OK);
+    CU_ASSERT_EQUAL(level, 2);
+    mac[0] = 0;
+    CU_ASSERT_EQUAL(store_audit_head_advance(st, 4, mac, tag), CKR_OK); /* never back */
+    CU_ASSERT_EQUAL(store_audit_head_get(st, &seq, gm, gt, &found), CKR_OK);
+    CU_ASSERT_TRUE(found);
+    CU_ASSERT_EQUAL(seq, 5);
+    CU_ASSERT_EQUAL(gm[0], 0xA1);
+    CU_ASSERT_EQUAL(gt[31], 0xB2);
+    CU_ASSERT_EQUAL(store_synchronous(st, &level), CKR_OK);
+    CU_ASSERT_EQUAL(level, 2);
+    /* Another connection sees it. */
+    store *other = NULL;
+    CU_ASSERT_EQUAL_FATAL(store_open(path_of("head.db"), &other), CKR_OK);
+    CU_ASSERT_EQUAL(store_audit_head_get(other, &seq, gm, gt, &found), CKR_OK);
+    CU_ASSERT_EQUAL(seq, 5);
+    store_close(other);
+    store_close(st);
+}
+
 static void test_meta_round_trips_and_magic_is_protected(void)
 {
     store *st = make_token("meta.db", "0000000000000053");
@@ -1238,6 +1272,7 @@ static const cunit_case CASES[] = {
     CASE(test_data_version_changes_after_other_commit),
     CASE(test_reinit_clears_objects_and_users),
     CASE(test_meta_round_trips_and_magic_is_protected),
+    CASE(test_audit_head_moves_forward_and_other_commits_stay_full),
     CASE(test_forget_after_fork_leaves_parent_working),
 };
 
