@@ -498,9 +498,11 @@ CK_RV audit_db_scan(audit_db *db, int64_t after_seq, int64_t since_us, int64_t u
 {
     CK_RV rv;
     sqlite3_stmt *s = NULL;
-    audit_row *row = malloc(sizeof(*row));
+    audit_row *row;
     char why[96];
 
+    ENSURE(db != NULL && fn != NULL, CKR_ARGUMENTS_BAD);
+    row = malloc(sizeof(*row));
     ENSURE(row != NULL, CKR_HOST_MEMORY);
     pthread_mutex_lock(&db->lock);
     GUARD_OUT(stmt(db, S_SCAN, &s));

@@ -141,6 +141,9 @@ static rows read_rows(const char *name)
     char *p = audit_path_for(path_of(name));
     CU_ASSERT_EQUAL_FATAL(audit_db_open(p, false, &db), CKR_OK);
     CU_ASSERT_EQUAL(audit_db_scan(db, 0, INT64_MIN, INT64_MAX, collect, &v), CKR_OK);
+    /* No callback, no file: refused, not a crash. */
+    CU_ASSERT_EQUAL(audit_db_scan(db, 0, INT64_MIN, INT64_MAX, NULL, &v), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(audit_db_scan(NULL, 0, INT64_MIN, INT64_MAX, collect, &v), CKR_ARGUMENTS_BAD);
     audit_db_close(db);
     free(p);
     return v;

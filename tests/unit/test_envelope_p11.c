@@ -453,6 +453,8 @@ static void test_flipped_chunk_or_tag_byte_fails_at_that_chunk(void)
         size_t el = 0, n = 2 * C64K + 100;
         uint8_t *env = seal(c, n, 6, NULL, 0, &el);
         size_t hl = header_len(env, el);
+        /* No token call has failed yet. */
+        EXPECT(env_ctx_last_ckr(c) == CKR_OK);
         const size_t spots[] = { hl + 5, hl + PIECE + 1000, hl + 2 * PIECE - 1, el - 1, el - 16 - 50 };
         const size_t released[] = { 0, C64K, C64K, 2 * C64K, 2 * C64K };
         for (size_t i = 0; i < sizeof(spots) / sizeof(spots[0]); i++) {
@@ -464,6 +466,11 @@ static void test_flipped_chunk_or_tag_byte_fails_at_that_chunk(void)
             free(s.p);
         }
         EXPECT(strstr(env_ctx_error(c), "chunk 2") != NULL);
+        /* The token's own answer to the failed decryption is kept: the
+         * standard's code for a wrong tag on Custos. */
+        EXPECT(env_ctx_last_ckr(c) != CKR_OK);
+        if (strcmp(cur->name, "custos") == 0)
+            EXPECT(env_ctx_last_ckr(c) == CKR_ENCRYPTED_DATA_INVALID);
         free(env);
         env_ctx_free(c);
     }
