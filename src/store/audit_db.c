@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include "store/audit_db.h"
+#include "store/conn.h"
 
-#define BUSY_TIMEOUT_MS 5000
 #define MAGIC "custos-audit"
 
 #define COL(f, t) { #f, t, offsetof(audit_row, f), sizeof(((audit_row *)0)->f) }
@@ -136,17 +136,10 @@ static CK_RV connect_db(audit_db *db)
 {
     sqlite3 *c = NULL;
     CK_RV rv;
-    int rc = sqlite3_open_v2(db->path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    ENSURE_OUT(rc == SQLITE_OK, rc == SQLITE_NOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR);
-    /* As the token store's connection (src/store/sqlite.c), except that
-     * triggers stay on: records_no_update/_delete must fire. This code
-     * itself never updates or deletes a record. */
-    sqlite3_db_config(c, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-    sqlite3_db_config(c, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-    sqlite3_db_config(c, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, NULL);
-    sqlite3_db_config(c, SQLITE_DBCONFIG_ENABLE_VIEW, 0, NULL);
-    sqlite3_busy_timeout(c, BUSY_TIMEOUT_MS);
-    GUARD_OUT(exec(c, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"));
+    /* As the token store's connections, except that triggers stay on:
+     * records_no_update/_delete must fire. This code itself never updates
+     * or deletes a record. */
+    GUARD(store_connect(db->path, SQLITE_OPEN_READWRITE, true, rc_rv, &c));
     if (db->max_pages != 0) {
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %u", db->max_pages);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include "store/conn.h"
 #include "store/store.h"
 
 /* Every prepared statement the store keeps, prepared on first use and kept

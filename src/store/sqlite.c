@@ -13,8 +13,6 @@
 #include <unistd.h>
 #include "store/internal.h"
 
-/* Writers wait this long for another process's transaction to finish. */
-#define BUSY_TIMEOUT_MS 5000
 /* Upper bound of the page cache per connection (negative: KiB); it grows
  * only as pages are read. With SQLite's default 2 MiB, a search among a
  * million objects (an 80 MiB index) goes to the kernel for most pages: 64 MiB
@@ -92,7 +90,7 @@ static const struct {
     { SQLITE_NOMEM, CKR_HOST_MEMORY },
     { SQLITE_FULL, CKR_DEVICE_MEMORY },
     { SQLITE_TOOBIG, CKR_DEVICE_MEMORY },
-    /* Still locked after BUSY_TIMEOUT_MS: the file is fine, the call failed. */
+    /* Still locked after STORE_BUSY_TIMEOUT_MS: the file is fine, the call failed. */
     { SQLITE_BUSY, CKR_FUNCTION_FAILED },
     { SQLITE_LOCKED, CKR_FUNCTION_FAILED },
     { SQLITE_MISUSE, CKR_GENERAL_ERROR },
@@ -284,14 +282,14 @@ static CK_RV exec_open(sqlite3 *db, const char *sql)
 }
 
 /* The first statement to read the file: garbage shows up here as NOTADB. */
-static CK_RV set_wal(sqlite3 *db)
+static CK_RV set_wal(sqlite3 *db, CK_RV (*map)(int rc))
 {
     sqlite3_stmt *s = NULL;
     CK_RV rv;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-    ENSURE_OUT(rc == SQLITE_OK, store_sqlite_open_rv(rc));
+    ENSURE_OUT(rc == SQLITE_OK, map(rc));
     rc = sqlite3_step(s);
-    ENSURE_OUT(rc == SQLITE_ROW, store_sqlite_open_rv(rc));
+    ENSURE_OUT(rc == SQLITE_ROW, map(rc));
     /* WAL is refused on file systems without shared memory; the concurrency
      * rules of docs/store-format.md need it. */
     ENSURE_OUT(sqlite3_column_text(s, 0) != NULL &&
@@ -303,10 +301,8 @@ out:
     return rv;
 }
 
-/* Open a connection with the settings every connection needs. A token file
- * may come from anywhere (a backup, a stolen disk), so the connection is
- * also told not to run anything the file's schema might carry. */
-static CK_RV connect_db(const char *path, int flags, sqlite3 **out)
+CK_RV store_connect(const char *path, int flags, bool triggers, CK_RV (*map)(int rc),
+                    sqlite3 **out)
 {
     sqlite3 *db = NULL;
     CK_RV rv;
@@ -314,14 +310,30 @@ static CK_RV connect_db(const char *path, int flags, sqlite3 **out)
     ENSURE_OUT(rc == SQLITE_OK, rc == SQLITE_NOMEM ? CKR_HOST_MEMORY : CKR_DEVICE_ERROR);
     sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, triggers ? 1 : 0, NULL);
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, NULL);
-    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
-    GUARD_OUT(set_wal(db));
-    /* FULL: a commit is on disk (WAL fsync'ed) before it returns.
-     * secure_delete: freed cells, including old sealed blobs, are zeroed. */
-    GUARD_OUT(exec_open(db, "PRAGMA synchronous = FULL;"
-                            "PRAGMA foreign_keys = ON;"
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    GUARD_OUT(set_wal(db, map));
+    /* FULL: a commit is on disk (WAL fsync'ed) before it returns. */
+    rc = sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+    ENSURE_OUT(rc == SQLITE_OK, map(rc));
+    *out = db;
+    db = NULL;
+out:
+    sqlite3_close_v2(db);
+    return rv;
+}
+
+/* Open a connection to a token file with the settings every connection
+ * needs (store_connect; triggers off: the token's schema has none, and a
+ * file from elsewhere must not run any), plus foreign keys and
+ * secure_delete: freed cells, including old sealed blobs, are zeroed. */
+static CK_RV connect_db(const char *path, int flags, sqlite3 **out)
+{
+    sqlite3 *db = NULL;
+    CK_RV rv;
+    GUARD(store_connect(path, flags, false, store_sqlite_open_rv, &db));
+    GUARD_OUT(exec_open(db, "PRAGMA foreign_keys = ON;"
                             "PRAGMA secure_delete = ON;" CACHE_PRAGMA));
     *out = db;
     db = NULL;
