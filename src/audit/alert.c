@@ -9,6 +9,7 @@
 #include <syslog.h>
 #include <time.h>
 #include "audit/internal.h"
+#include "util/be.h"
 
 /* Tracked users or keys per table; past it, idle ones are dropped. */
 #define ALERT_MAX 16384
@@ -166,8 +167,7 @@ static void check_cleared_locked(audit_log *a, int64_t now)
     if (store_meta_get(a->st, AUDIT_CLEARED_META, &v, &len) != CKR_OK || v == NULL)
         goto out;
     if (len == 8)
-        for (size_t i = 0; i < 8; i++)
-            cleared = (int64_t)((uint64_t)cleared << 8 | v[i]);
+        cleared = (int64_t)be_get(v, 8);
     for (int t = 0; t < 2; t++) {
         alert_table *tab = t == 0 ? &a->users : &a->keys;
         for (size_t i = 0; i < ALERT_TABLE; i++)
@@ -253,7 +253,6 @@ CK_RV audit_clear_alerts(audit_log *a)
     pthread_mutex_unlock(&a->alert_mu);
     /* Every other process drops the alerts it raised before now. */
     wall = (uint64_t)audit_now_us();
-    for (int i = 0; i < 8; i++)
-        be[i] = (uint8_t)(wall >> (56 - 8 * i));
+    be_put(be, wall, 8);
     return store_meta_put(a->st, AUDIT_CLEARED_META, be, sizeof(be));
 }

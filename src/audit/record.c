@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "audit/internal.h"
+#include "util/be.h"
 #include "util/ckr.h"
 #include "custos.h"
 #include "mech/mech.h"
@@ -139,13 +140,6 @@ void audit_row_from_event(audit_row *r, const audit_ctx *c, const audit_event *e
 
 /* ---- canonical bytes ---------------------------------------------------------- */
 
-static size_t put_be(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-    return n;
-}
-
 size_t audit_canonical(const audit_row *r, uint8_t *out, size_t cap)
 {
     size_t n = sizeof(CANONICAL_TAG) - 1;
@@ -159,7 +153,8 @@ size_t audit_canonical(const audit_row *r, uint8_t *out, size_t cap)
             size_t len = strnlen(p, c->size);
             if (cap - n < 4 + len)
                 return 0;
-            n += put_be(out + n, len, 4);
+            be_put(out + n, len, 4);
+            n += 4;
             memcpy(out + n, p, len);
             n += len;
         } else {
@@ -167,7 +162,8 @@ size_t audit_canonical(const audit_row *r, uint8_t *out, size_t cap)
             if (cap - n < 8)
                 return 0;
             memcpy(&v, p, sizeof(v));
-            n += put_be(out + n, (uint64_t)v, 8);
+            be_put(out + n, (uint64_t)v, 8);
+            n += 8;
         }
     }
     return n;

@@ -151,7 +151,7 @@ static env_rv u16(rd *r, size_t *v, const char *field)
 {
     const uint8_t *p;
     ENV_GUARD(take(r, 2, &p, field));
-    *v = (size_t)p[0] << 8 | p[1];
+    *v = (size_t)be_get(p, 2);
     return ENV_OK;
 }
 
@@ -159,7 +159,7 @@ static env_rv u32(rd *r, uint32_t *v, const char *field)
 {
     const uint8_t *p;
     ENV_GUARD(take(r, 4, &p, field));
-    *v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    *v = (uint32_t)be_get(p, 4);
     return ENV_OK;
 }
 
@@ -277,7 +277,7 @@ env_rv env_data_hdr_encode(unsigned aead, unsigned shift, const uint8_t *nonce_b
     out[6] = (uint8_t)shift;
     out[7] = 0;
     memcpy(out + 8, nonce_base, nl);
-    env_put16(out + 8 + nl, (uint32_t)ctx_len);
+    be_put(out + 8 + nl, (uint32_t)ctx_len, 2);
     if (ctx_len > 0)
         memcpy(out + 10 + nl, ctx, ctx_len);
     *len = need;
@@ -294,15 +294,15 @@ static env_rv kb_fields_encode(const env_kb *kb, uint8_t *out, size_t cap, size_
     size_t need = 2 + kb->fam_len + 4 + 4 + 2 + kb->wdek_len;
     ENSURE(cap >= need, ENV_E_ARGS);
     size_t o = 0;
-    env_put16(out + o, (uint32_t)kb->fam_len);
+    be_put(out + o, (uint32_t)kb->fam_len, 2);
     o += 2;
     memcpy(out + o, kb->family, kb->fam_len);
     o += kb->fam_len;
-    env_put32(out + o, kb->kek_version);
+    be_put(out + o, kb->kek_version, 4);
     o += 4;
-    env_put32(out + o, kb->wrap_mech);
+    be_put(out + o, kb->wrap_mech, 4);
     o += 4;
-    env_put16(out + o, (uint32_t)kb->wdek_len);
+    be_put(out + o, (uint32_t)kb->wdek_len, 2);
     o += 2;
     memcpy(out + o, kb->wdek, kb->wdek_len);
     *len = o + kb->wdek_len;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "envelope/envelope.h"
+#include "util/be.h"
 #include "util/guard.h"
 
 #define ENV_MAGIC "CUSE"
@@ -98,20 +99,6 @@ static inline void env_wipe(void *p, size_t n)
 {
     if (p != NULL && n > 0)
         explicit_bzero(p, n);
-}
-
-static inline void env_put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static inline void env_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
 }
 
 #endif

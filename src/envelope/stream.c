@@ -225,7 +225,7 @@ static void chunk_nonce(const uint8_t *base, size_t len, uint64_t index, uint8_t
 {
     uint8_t be[4];
     memcpy(nonce, base, len);
-    env_put32(be, (uint32_t)index);
+    be_put(be, (uint32_t)index, 4);
     for (size_t i = 0; i < 4; i++)
         nonce[len - 4 + i] ^= be[i];
 }
@@ -665,7 +665,7 @@ static env_rv chunker_init(chunker *k, unsigned aead, const uint8_t d[ENV_DIGEST
 static void chunker_next(chunker *k, bool final, uint8_t nonce[ENV_NONCE_MAX])
 {
     chunk_nonce(k->nonce_base, k->nonce_len, k->index, nonce);
-    env_put32(k->aad + ENV_DIGEST_LEN, (uint32_t)k->index);
+    be_put(k->aad + ENV_DIGEST_LEN, (uint32_t)k->index, 4);
     k->aad[ENV_DIGEST_LEN + 4] = final ? 1 : 0;
 }
 

@@ -4,6 +4,7 @@
  * copied to another object, attribute, user or token fails to open. */
 #include <string.h>
 #include "store/internal.h"
+#include "util/be.h"
 #include "util/secmem.h"
 
 #define ATTR_TAG "custos-attr-v1"
@@ -11,14 +12,6 @@
 #define SERIAL_LEN 16
 #define ATTR_AAD_LEN (sizeof(ATTR_TAG) - 1 + SERIAL_LEN + 8 + 8)
 #define MK_AAD_MAX (sizeof(MK_TAG) - 1 + SERIAL_LEN + sizeof(((store_user *)0)->name))
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
 /* "custos-attr-v1" || serial (16 ASCII) || handle (BE64) || type (BE64).
  * Every field has a fixed length, so no two placements share an AAD. */
@@ -29,8 +22,8 @@ static CK_RV attr_aad(const char *serial, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE 
     ENSURE(strlen(serial) == SERIAL_LEN, CKR_TOKEN_NOT_RECOGNIZED);
     memcpy(aad, ATTR_TAG, sizeof(ATTR_TAG) - 1);
     memcpy(aad + sizeof(ATTR_TAG) - 1, serial, SERIAL_LEN);
-    put_be64(aad + sizeof(ATTR_TAG) - 1 + SERIAL_LEN, (uint64_t)h);
-    put_be64(aad + sizeof(ATTR_TAG) - 1 + SERIAL_LEN + 8, (uint64_t)type);
+    be_put(aad + sizeof(ATTR_TAG) - 1 + SERIAL_LEN, (uint64_t)h, 8);
+    be_put(aad + sizeof(ATTR_TAG) - 1 + SERIAL_LEN + 8, (uint64_t)type, 8);
     return CKR_OK;
 }
 

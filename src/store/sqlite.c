@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "store/internal.h"
+#include "util/be.h"
 
 /* Upper bound of the page cache per connection (negative: KiB); it grows
  * only as pages are read. With SQLite's default 2 MiB, a search among a
@@ -1571,20 +1572,6 @@ out:
     return rv;
 }
 
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
 /* The counter's value, read inside the caller's lock (and transaction). */
 static CK_RV counter_read_locked(store *st, const char *key, uint64_t *v)
 {
@@ -1597,7 +1584,7 @@ static CK_RV counter_read_locked(store *st, const char *key, uint64_t *v)
     *v = 0;
     if (rc == SQLITE_ROW) {
         ENSURE_OUT(sqlite3_column_bytes(s, 0) == 8, CKR_DEVICE_ERROR);
-        *v = be64(sqlite3_column_blob(s, 0));
+        *v = be_get(sqlite3_column_blob(s, 0), 8);
     }
     rv = CKR_OK;
 out:
@@ -1621,7 +1608,7 @@ CK_RV store_counter_add(store *st, const char *name, uint64_t n, uint64_t limit,
     GUARD_OUT(counter_read_locked(st, key, &v));
     *granted = v >= limit ? 0 : (limit - v < n ? limit - v : n);
     v += *granted;
-    put_be64(buf, v);
+    be_put(buf, v, 8);
     GUARD_OUT(stmt(st, S_META_PUT, &s));
     GUARD_OUT(bind_text(s, 1, key));
     GUARD_OUT(bind_blob(s, 2, buf, sizeof(buf)));

@@ -208,12 +208,12 @@ static void test_oversized_context_length_is_rejected_without_waiting(void)
     uint8_t b[ENV_HEADER_MAX];
     size_t n = sample_header(b, sizeof(b), NULL);
     const char *field = NULL;
-    env_put16(b + OFF_CTXLEN, ENV_CONTEXT_MAX + 1);
+    be_put(b + OFF_CTXLEN, ENV_CONTEXT_MAX + 1, 2);
     CU_ASSERT_EQUAL(parse(b, n, &field), ENV_E_FIELD);
     CU_ASSERT_STRING_EQUAL(field, "ctx_len");
     /* Decided from the length field alone: a stream reader need not wait. */
     CU_ASSERT_EQUAL(parse(b, OFF_CTXLEN + 2, NULL), ENV_E_FIELD);
-    env_put16(b + OFF_CTXLEN, 0xFFFF);
+    be_put(b + OFF_CTXLEN, 0xFFFF, 2);
     CU_ASSERT_EQUAL(parse(b, n, NULL), ENV_E_FIELD);
 }
 
@@ -223,11 +223,11 @@ static void test_length_fields_pointing_past_the_end_are_truncated(void)
     size_t n = sample_header(b, sizeof(b), NULL);
     const char *field = NULL;
     /* Context length within its limit but beyond the bytes present. */
-    env_put16(b + OFF_CTXLEN, 1000);
+    be_put(b + OFF_CTXLEN, 1000, 2);
     CU_ASSERT_EQUAL(parse(b, n, &field), ENV_E_TRUNCATED);
     CU_ASSERT_STRING_EQUAL(field, "context");
     n = sample_header(b, sizeof(b), NULL);
-    env_put16(b + OFF_WDEKLEN, ENV_WDEK_MAX);
+    be_put(b + OFF_WDEKLEN, ENV_WDEK_MAX, 2);
     CU_ASSERT_EQUAL(parse(b, n, &field), ENV_E_TRUNCATED);
     CU_ASSERT_STRING_EQUAL(field, "wrapped_dek");
 }
@@ -255,7 +255,7 @@ static void test_oversized_family_length_is_rejected(void)
     uint8_t b[ENV_HEADER_MAX];
     size_t n = sample_header(b, sizeof(b), NULL);
     const char *field = NULL;
-    env_put16(b + OFF_FAMLEN, ENV_FAMILY_MAX + 1);
+    be_put(b + OFF_FAMLEN, ENV_FAMILY_MAX + 1, 2);
     CU_ASSERT_EQUAL(parse(b, n, &field), ENV_E_FIELD);
     CU_ASSERT_STRING_EQUAL(field, "fam_len");
 }
@@ -266,7 +266,7 @@ static void test_bad_wrapped_dek_lengths_are_rejected(void)
     const unsigned bad[] = { 0, 8, 15, 41, ENV_WDEK_MAX + 8, 0xFFFF };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         size_t n = sample_header(b, sizeof(b), NULL);
-        env_put16(b + OFF_WDEKLEN, bad[i]);
+        be_put(b + OFF_WDEKLEN, bad[i], 2);
         CU_ASSERT_EQUAL(parse(b, n, NULL), ENV_E_FIELD);
     }
 }
@@ -278,11 +278,11 @@ static void test_unknown_wrap_mechanism_is_rejected(void)
     const uint32_t bad[] = { 0, CKM_AES_GCM, 0x210C, 0x80000000 };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         const char *field = NULL;
-        env_put32(b + OFF_MECH, bad[i]);
+        be_put(b + OFF_MECH, bad[i], 4);
         CU_ASSERT_EQUAL(parse(b, n, &field), ENV_E_ALGORITHM);
         CU_ASSERT_STRING_EQUAL(field, "wrap_mech");
     }
-    env_put32(b + OFF_MECH, CKM_AES_KEY_WRAP_PAD);
+    be_put(b + OFF_MECH, CKM_AES_KEY_WRAP_PAD, 4);
     CU_ASSERT_EQUAL(parse(b, n, NULL), ENV_OK);
 }
 

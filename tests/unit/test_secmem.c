@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cunit_main.h"
+#include "util/be.h"
 #include "util/secmem.h"
 
 static bool all_byte(const uint8_t *p, size_t n, uint8_t v)
@@ -266,7 +267,32 @@ static void test_ct_memeq_compares_every_byte(void)
             }
 }
 
+static void test_be_put_and_get_are_big_endian_and_round_trip(void)
+{
+    uint8_t b[9];
+    memset(b, 0xEE, sizeof(b));
+    be_put(b, 0x0102030405060708ull, 8);
+    static const uint8_t want[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    CU_ASSERT(memcmp(b, want, 8) == 0);
+    CU_ASSERT_EQUAL(b[8], 0xEE); /* nothing past n */
+    CU_ASSERT_EQUAL(be_get(b, 8), 0x0102030405060708ull);
+    /* n bytes: the low ones of v. */
+    be_put(b, 0xAABBCCDDu, 2);
+    CU_ASSERT_EQUAL(b[0], 0xCC);
+    CU_ASSERT_EQUAL(b[1], 0xDD);
+    CU_ASSERT_EQUAL(b[2], 3);
+    CU_ASSERT_EQUAL(be_get(b, 2), 0xCCDD);
+    CU_ASSERT_EQUAL(be_get(b, 1), 0xCC);
+    for (unsigned n = 1; n <= 8; n++) {
+        uint64_t v = 0xF1E2D3C4B5A69788ull >> (64 - 8 * n);
+        be_put(b, v, n);
+        CU_ASSERT_EQUAL(be_get(b, n), v);
+        CU_ASSERT_EQUAL(b[0], 0xF1);
+    }
+}
+
 static const cunit_case CASES[] = {
+    CASE(test_be_put_and_get_are_big_endian_and_round_trip),
     CASE(test_alloc_free_many_sizes),
     CASE(test_alloc_after_free_returns_zeroed_memory),
     CASE(test_alloc_zero_gives_distinct_valid_pointers),
