@@ -55,19 +55,37 @@ enum store_stmt {
  * by row (S_ATTR_MATCH). */
 #define STORE_FIND_TERMS 8
 
-struct store {
-    pthread_mutex_t lock;          /* taken by every function that touches db */
-    sqlite3 *db;                   /* SQLITE_OPEN_NOMUTEX: lock serialises it */
-    char serial[17];               /* token serial, immutable once read; "" when
-                                      the file has no token row */
+/* Searches run on a pool of read connections of their own, so that
+ * threads searching at once do not queue behind one connection (and behind
+ * a writer's fsync); when every one is in use, a search takes the main
+ * connection under the store's lock, as every other call does. */
+#define STORE_READERS 4
+
+/* One SQLite connection and its prepared statements. */
+typedef struct store_conn {
+    sqlite3 *db;                   /* SQLITE_OPEN_NOMUTEX: its owner serialises it */
     sqlite3_stmt *stmt[S_COUNT_];
     sqlite3_stmt *find[STORE_FIND_TERMS + 1]; /* find[n]: n-term search */
+    uint64_t mmap_bytes;           /* what PRAGMA mmap_size was set to */
+} store_conn;
+
+struct store {
+    pthread_mutex_t lock;          /* taken by every function that touches c */
+    store_conn c;                  /* the main connection: every write */
+    char serial[17];               /* token serial, immutable once read; "" when
+                                      the file has no token row */
+    pthread_mutex_t rlock;         /* guards rbusy */
+    pthread_cond_t ridle;          /* signalled when a reader is given back */
+    bool rbusy[STORE_READERS];
+    bool rclosing;                 /* fork or close: no reader is handed out */
+    store_conn readers[STORE_READERS]; /* reader i: used only by who set rbusy[i] */
     uint8_t *scratch;              /* sealed-blob buffer, reused under lock */
     size_t scratch_cap;
     store *forgotten;              /* next in the list of stores abandoned
                                       after fork (store_forget_after_fork) */
     char *path;                    /* for reconnecting after a fork */
-    uint64_t mmap_bytes;           /* store_set_mmap, kept across reconnects */
+    uint64_t mmap_bytes;           /* store_set_mmap, kept across reconnects
+                                      (atomic: readers read it without lock) */
     store *next_open;              /* registry of open stores (fork) */
 };
 

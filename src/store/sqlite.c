@@ -148,7 +148,7 @@ static void unlock(store *st)
 
 static CK_RV connect_db(const char *path, int flags, sqlite3 **out);
 
-/* After store_fork_prepare closed the connection: open a new one. */
+/* PRAGMA mmap_size for one connection (store_set_mmap). */
 static CK_RV apply_mmap(sqlite3 *db, uint64_t bytes)
 {
     char sql[64];
@@ -157,37 +157,89 @@ static CK_RV apply_mmap(sqlite3 *db, uint64_t bytes)
     return rc == SQLITE_OK ? CKR_OK : store_sqlite_rv(rc);
 }
 
-static CK_RV reconnect(store *st)
+/* Open c if it is closed (a reader not used yet, any connection after
+ * store_fork_prepare closed it), and give it the store's mmap size. The
+ * caller owns c (the store's lock for the main one, rbusy for a reader). */
+static CK_RV conn_ready(store *st, store_conn *c)
 {
-    if (st->db != NULL)
-        return CKR_OK;
-    ENSURE(st->path != NULL, CKR_DEVICE_ERROR);
-    GUARD(connect_db(st->path, SQLITE_OPEN_READWRITE, &st->db));
-    return st->mmap_bytes ? apply_mmap(st->db, st->mmap_bytes) : CKR_OK;
+    uint64_t want = __atomic_load_n(&st->mmap_bytes, __ATOMIC_RELAXED);
+    if (c->db == NULL) {
+        ENSURE(st->path != NULL, CKR_DEVICE_ERROR);
+        GUARD(connect_db(st->path, SQLITE_OPEN_READWRITE, &c->db));
+        c->mmap_bytes = 0;
+    }
+    if (c->mmap_bytes != want) {
+        GUARD(apply_mmap(c->db, want));
+        c->mmap_bytes = want;
+    }
+    return CKR_OK;
+}
+
+static void conn_close(store_conn *c)
+{
+    for (size_t i = 0; i < ARRAY_LEN(c->stmt); i++) {
+        sqlite3_finalize(c->stmt[i]);
+        c->stmt[i] = NULL;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(c->find); i++) {
+        sqlite3_finalize(c->find[i]);
+        c->find[i] = NULL;
+    }
+    sqlite3_close_v2(c->db);
+    c->db = NULL;
 }
 
 CK_RV store_set_mmap(store *st, uint64_t bytes)
 {
     ENSURE(st != NULL && bytes <= STORE_MMAP_MAX, CKR_ARGUMENTS_BAD);
     lock(st);
-    st->mmap_bytes = bytes;
-    CK_RV rv = st->db != NULL ? apply_mmap(st->db, bytes) : CKR_OK;
+    __atomic_store_n(&st->mmap_bytes, bytes, __ATOMIC_RELAXED);
+    /* Readers take the new size when next used (conn_ready). */
+    CK_RV rv = st->c.db != NULL ? conn_ready(st, &st->c) : CKR_OK;
     unlock(st);
     return rv;
 }
 
-/* The cached statement `id`, prepared on first use. */
-static CK_RV stmt(store *st, enum store_stmt id, sqlite3_stmt **out)
+/* The cached statement `id` of connection c, prepared on first use. */
+static CK_RV conn_stmt(store *st, store_conn *c, enum store_stmt id, sqlite3_stmt **out)
 {
-    GUARD(reconnect(st));
-    if (st->stmt[id] == NULL) {
-        int rc = sqlite3_prepare_v3(st->db, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &st->stmt[id], NULL);
+    GUARD(conn_ready(st, c));
+    if (c->stmt[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmt[id], NULL);
         if (rc != SQLITE_OK)
             return store_sqlite_rv(rc);
     }
-    *out = st->stmt[id];
+    *out = c->stmt[id];
     return CKR_OK;
+}
+
+static CK_RV stmt(store *st, enum store_stmt id, sqlite3_stmt **out)
+{
+    return conn_stmt(st, &st->c, id, out);
+}
+
+/* A free reader, marked busy; NULL when all are in use. */
+static store_conn *reader_take(store *st)
+{
+    store_conn *c = NULL;
+    pthread_mutex_lock(&st->rlock);
+    for (size_t i = 0; i < STORE_READERS && c == NULL && !st->rclosing; i++) {
+        if (!st->rbusy[i]) {
+            st->rbusy[i] = true;
+            c = &st->readers[i];
+        }
+    }
+    pthread_mutex_unlock(&st->rlock);
+    return c;
+}
+
+static void reader_give(store *st, store_conn *c)
+{
+    pthread_mutex_lock(&st->rlock);
+    st->rbusy[c - st->readers] = false;
+    pthread_cond_broadcast(&st->ridle);
+    pthread_mutex_unlock(&st->rlock);
 }
 
 static CK_RV bind_rc(int rc)
@@ -221,11 +273,16 @@ static CK_RV run(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? CKR_OK : store_sqlite_rv(rc);
 }
 
-static CK_RV run_id(store *st, enum store_stmt id)
+static CK_RV conn_run_id(store *st, store_conn *c, enum store_stmt id)
 {
     sqlite3_stmt *s = NULL;
-    GUARD(stmt(st, id, &s));
+    GUARD(conn_stmt(st, c, id, &s));
     return run(s);
+}
+
+static CK_RV run_id(store *st, enum store_stmt id)
+{
+    return conn_run_id(st, &st->c, id);
 }
 
 /* BEGIN IMMEDIATE takes the write lock up front: a writer waits (busy
@@ -242,12 +299,17 @@ static CK_RV commit(store *st)
 
 /* End whatever transaction is still open (SQLite may already have rolled it
  * back itself after an I/O error or SQLITE_FULL). */
+static void conn_rollback(store *st, store_conn *c)
+{
+    if (c->db == NULL || sqlite3_get_autocommit(c->db))
+        return;
+    if (conn_run_id(st, c, S_ROLLBACK) != CKR_OK)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 static void rollback(store *st)
 {
-    if (st->db == NULL || sqlite3_get_autocommit(st->db))
-        return;
-    if (run_id(st, S_ROLLBACK) != CKR_OK)
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    conn_rollback(st, &st->c);
 }
 
 static bool name_ok(const char *name)
@@ -357,7 +419,20 @@ static CK_RV store_new(sqlite3 *db, const char *path, store **out)
         free(st);
         return CKR_HOST_MEMORY;
     }
-    st->db = db;
+    if (pthread_mutex_init(&st->rlock, NULL) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st->path);
+        free(st);
+        return CKR_HOST_MEMORY;
+    }
+    if (pthread_cond_init(&st->ridle, NULL) != 0) {
+        pthread_mutex_destroy(&st->rlock);
+        pthread_mutex_destroy(&st->lock);
+        free(st->path);
+        free(st);
+        return CKR_HOST_MEMORY;
+    }
+    st->c.db = db;
     pthread_mutex_lock(&registry_lock);
     st->next_open = registry;
     registry = st;
@@ -380,16 +455,28 @@ static void unregister(store *st)
 
 static void disconnect(store *st)
 {
-    for (size_t i = 0; i < ARRAY_LEN(st->stmt); i++) {
-        sqlite3_finalize(st->stmt[i]);
-        st->stmt[i] = NULL;
+    conn_close(&st->c);
+}
+
+/* With rlock held: wait until no reader is in use, then close them all
+ * (the store's lock keeps new searches on the main connection meanwhile,
+ * or waiting for rlock). */
+static void readers_close_locked(store *st)
+{
+    /* New searches go to the main connection (whose lock the caller holds)
+     * instead of keeping a reader busy forever. */
+    st->rclosing = true;
+    for (;;) {
+        bool busy = false;
+        for (size_t i = 0; i < STORE_READERS; i++)
+            busy = busy || st->rbusy[i];
+        if (!busy)
+            break;
+        pthread_cond_wait(&st->ridle, &st->rlock);
     }
-    for (size_t i = 0; i < ARRAY_LEN(st->find); i++) {
-        sqlite3_finalize(st->find[i]);
-        st->find[i] = NULL;
-    }
-    sqlite3_close_v2(st->db);
-    st->db = NULL;
+    for (size_t i = 0; i < STORE_READERS; i++)
+        conn_close(&st->readers[i]);
+    st->rclosing = false;
 }
 
 void store_fork_prepare(void)
@@ -398,13 +485,17 @@ void store_fork_prepare(void)
     for (store *st = registry; st != NULL; st = st->next_open) {
         pthread_mutex_lock(&st->lock);
         disconnect(st);
+        pthread_mutex_lock(&st->rlock);
+        readers_close_locked(st);
     }
 }
 
 void store_fork_release(void)
 {
-    for (store *st = registry; st != NULL; st = st->next_open)
+    for (store *st = registry; st != NULL; st = st->next_open) {
+        pthread_mutex_unlock(&st->rlock);
         pthread_mutex_unlock(&st->lock);
+    }
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -571,7 +662,7 @@ CK_RV store_create(const char *path, const store_token_info *info, const store_u
     /* Schema, token row and SO user in one transaction: a crash leaves
      * either an empty file (store_open: no token row) or a whole token. */
     GUARD_OUT(begin_write(st));
-    GUARD_OUT(store_schema_build_locked(st->db));
+    GUARD_OUT(store_schema_build_locked(st->c.db));
     GUARD_OUT(token_insert_locked(st, info));
     GUARD_OUT(user_put_locked(st, so));
     GUARD_OUT(commit(st));
@@ -597,6 +688,11 @@ void store_close(store *st)
         return;
     unregister(st);
     disconnect(st);
+    pthread_mutex_lock(&st->rlock);
+    readers_close_locked(st);
+    pthread_mutex_unlock(&st->rlock);
+    pthread_cond_destroy(&st->ridle);
+    pthread_mutex_destroy(&st->rlock);
     pthread_mutex_destroy(&st->lock);
     free(st->scratch);
     free(st->path);
@@ -679,7 +775,7 @@ CK_RV store_reinit(store *st, const char *label, const store_user *so)
     GUARD_OUT(stmt(st, S_TOKEN_SET_LABEL, &s));
     GUARD_OUT(bind_text(s, 1, label));
     GUARD_OUT(run(s));
-    ENSURE_OUT(sqlite3_changes(st->db) == 1, CKR_TOKEN_NOT_RECOGNIZED);
+    ENSURE_OUT(sqlite3_changes(st->c.db) == 1, CKR_TOKEN_NOT_RECOGNIZED);
     GUARD_OUT(user_put_locked(st, so));
     GUARD_OUT(commit(st));
 out:
@@ -901,7 +997,7 @@ CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
     GUARD_OUT(run(s));
     /* The handle is bound into every sealed value's AAD, so it must be known
      * before sealing: insert the object row first, inside the transaction. */
-    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->db);
+    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
     GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
     GUARD_OUT(commit(st));
     *out = h;
@@ -1026,7 +1122,7 @@ CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h)
     GUARD_OUT(stmt(st, S_OBJ_DELETE, &s));
     GUARD_OUT(bind_int(s, 1, (int64_t)h));
     GUARD_OUT(run(s));
-    ENSURE_OUT(sqlite3_changes(st->db) == 1, CKR_OBJECT_HANDLE_INVALID);
+    ENSURE_OUT(sqlite3_changes(st->c.db) == 1, CKR_OBJECT_HANDLE_INVALID);
 out:
     sqlite3_reset(s);
     unlock(st);
@@ -1093,17 +1189,17 @@ static bool append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
  * one read transaction. Unbound (NULL) types select nothing. */
 #define SIDE_PARAM (2 * STORE_FIND_TERMS + 1)
 
-static CK_RV find_stmt(store *st, size_t n, sqlite3_stmt **out)
+static CK_RV find_stmt(store *st, store_conn *c, size_t n, sqlite3_stmt **out)
 {
     char sql[2048];
     size_t off = 0;
     bool ok;
     int rc;
 
-    /* After a fork the connection is closed: reopen (store_fork_prepare). */
-    GUARD(reconnect(st));
-    if (st->find[n] != NULL) {
-        *out = st->find[n];
+    /* A reader not used yet, or any connection after a fork: open it. */
+    GUARD(conn_ready(st, c));
+    if (c->find[n] != NULL) {
+        *out = c->find[n];
         return CKR_OK;
     }
     ok = append(sql, sizeof(sql), &off, "SELECT t0.handle");
@@ -1128,9 +1224,9 @@ static CK_RV find_stmt(store *st, size_t n, sqlite3_stmt **out)
         ok = ok && append(sql, sizeof(sql), &off, " ORDER BY t0.handle");
     }
     ENSURE(ok, CKR_GENERAL_ERROR);
-    rc = sqlite3_prepare_v3(st->db, sql, (int)off, SQLITE_PREPARE_PERSISTENT, &st->find[n], NULL);
+    rc = sqlite3_prepare_v3(c->db, sql, (int)off, SQLITE_PREPARE_PERSISTENT, &c->find[n], NULL);
     ENSURE(rc == SQLITE_OK, store_sqlite_rv(rc));
-    *out = st->find[n];
+    *out = c->find[n];
     return CKR_OK;
 }
 
@@ -1142,12 +1238,12 @@ static CK_RV bind_term(sqlite3_stmt *s, int first, const CK_ATTRIBUTE *t)
 
 /* Do the terms order[from..n) all hold for object h? (Templates longer than
  * STORE_FIND_TERMS only.) */
-static CK_RV match_rest(store *st, sqlite3_int64 h, const CK_ATTRIBUTE *tmpl,
+static CK_RV match_rest(store *st, store_conn *c, sqlite3_int64 h, const CK_ATTRIBUTE *tmpl,
                         const size_t *order, size_t from, size_t n, bool *match)
 {
     sqlite3_stmt *s = NULL;
     *match = true;
-    GUARD(stmt(st, S_ATTR_MATCH, &s));
+    GUARD(conn_stmt(st, c, S_ATTR_MATCH, &s));
     for (size_t i = from; i < n && *match; i++) {
         CK_RV rv = bind_int(s, 1, h);
         int rc;
@@ -1216,7 +1312,7 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
     size_t k = n < STORE_FIND_TERMS ? n : STORE_FIND_TERMS, cap = 0, arena_cap = 0;
     store_found res = { 0 };
     sqlite3_stmt *s = NULL;
-    bool locked = false;
+    store_conn *c = NULL, *reader = NULL;
     CK_RV rv;
     int rc;
 
@@ -1231,13 +1327,16 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
         ENSURE(order != NULL, CKR_HOST_MEMORY);
     }
     rank_terms(tmpl, n, order);
-    lock(st);
-    locked = true;
+    /* A reader of the pool if one is free, else the main connection. */
+    reader = reader_take(st);
+    if (reader == NULL)
+        lock(st);
+    c = reader != NULL ? reader : &st->c;
     /* The rest of a long template is checked by further statements: one
      * read transaction keeps them all on one snapshot. */
     if (n > k)
-        GUARD_OUT(run_id(st, S_BEGIN_READ));
-    GUARD_OUT(find_stmt(st, k, &s));
+        GUARD_OUT(conn_run_id(st, c, S_BEGIN_READ));
+    GUARD_OUT(find_stmt(st, c, k, &s));
     for (size_t i = 0; i < k; i++)
         GUARD_OUT(bind_term(s, (int)(2 * i + 1), &tmpl[order[i]]));
     for (size_t i = 0; i < STORE_FIND_SIDE; i++) {
@@ -1249,7 +1348,7 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         bool match = true;
         if (n > k)
-            GUARD_OUT(match_rest(st, sqlite3_column_int64(s, 0), tmpl, order, k, n, &match));
+            GUARD_OUT(match_rest(st, c, sqlite3_column_int64(s, 0), tmpl, order, k, n, &match));
         if (match)
             GUARD_OUT(push_hit(&res, &cap, s, nside, &arena_cap));
     }
@@ -1257,16 +1356,17 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
     sqlite3_reset(s);
     s = NULL;
     if (n > k)
-        GUARD_OUT(commit(st));
+        GUARD_OUT(conn_run_id(st, c, S_COMMIT));
     *out = res;
     memset(&res, 0, sizeof(res));
 out:
     sqlite3_reset(s);
-    if (locked) {
-        if (rv != CKR_OK)
-            rollback(st);
+    if (c != NULL && rv != CKR_OK)
+        conn_rollback(st, c);
+    if (reader != NULL)
+        reader_give(st, reader);
+    else if (c != NULL)
         unlock(st);
-    }
     store_found_free(&res);
     if (order != small)
         free(order);
@@ -1428,7 +1528,7 @@ CK_RV store_user_delete(store *st, const char *name)
     GUARD_OUT(stmt(st, S_USER_DELETE, &s));
     GUARD_OUT(bind_text(s, 1, name));
     GUARD_OUT(run(s));
-    ENSURE_OUT(sqlite3_changes(st->db) == 1, CKR_USER_PIN_NOT_INITIALIZED);
+    ENSURE_OUT(sqlite3_changes(st->c.db) == 1, CKR_USER_PIN_NOT_INITIALIZED);
 out:
     sqlite3_reset(s);
     unlock(st);
@@ -1485,7 +1585,7 @@ out:
     sqlite3_reset(s);
     /* Every other commit stays durable: a connection that cannot be put
      * back to FULL is closed (the next use reconnects with FULL). */
-    if (st->db != NULL && run_id(st, S_SYNC_FULL) != CKR_OK) {
+    if (st->c.db != NULL && run_id(st, S_SYNC_FULL) != CKR_OK) {
         disconnect(st);
         if (rv == CKR_OK)
             rv = CKR_DEVICE_ERROR;
@@ -1561,7 +1661,7 @@ CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr 
     GUARD_OUT(stmt(st, S_OBJ_INSERT, &s));
     GUARD_OUT(bind_int(s, 1, (int64_t)time(NULL)));
     GUARD_OUT(run(s));
-    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->db);
+    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
     GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
     GUARD_OUT(commit(st));
     *out = h;

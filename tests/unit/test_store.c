@@ -1082,6 +1082,83 @@ static void test_one_store_is_safe_across_threads(void)
     store_close(st);
 }
 
+/* Searches run on a pool of read connections (STORE_READERS of them), with
+ * more threads than readers (the rest take the main connection), while a
+ * writer churns other objects and store_fork_prepare/release close and
+ * reopen every connection in between. */
+#define POOL_THREADS 8
+#define POOL_STABLE 16
+#define POOL_ROUNDS 300
+
+struct pool_job {
+    store *st;
+    const CK_OBJECT_HANDLE *stable;
+    int id;
+    bool ok;
+};
+
+static void *pool_finder(void *arg)
+{
+    struct pool_job *j = arg;
+    char label[32];
+    j->ok = true;
+    for (int i = 0; i < POOL_ROUNDS && j->ok; i++) {
+        int k = (j->id * 7 + i) % POOL_STABLE;
+        store_found f;
+        snprintf(label, sizeof(label), "stable-%d", k);
+        CK_ATTRIBUTE t[10];
+        size_t n = 1;
+        t[0] = term(CKA_LABEL, label, strlen(label));
+        if (i % 3 == 0) {
+            /* A long template: a read transaction on the reader. */
+            for (; n < 10; n++)
+                t[n] = term(CKA_CLASS, &DATA, sizeof(DATA));
+        }
+        CK_ATTRIBUTE_TYPE side[1] = { CKA_ID };
+        j->ok = store_find_with(j->st, t, n, side, 1, &f) == CKR_OK && f.count == 1 &&
+                f.hits[0].handle == j->stable[k] && f.hits[0].len[0] == 1 &&
+                f.arena[f.hits[0].off[0]] == 's';
+        store_found_free(&f);
+    }
+    return NULL;
+}
+
+static void test_search_pool_under_writes_and_fork_prepare(void)
+{
+    store *st = make_token("pool.db", "0000000000000049");
+    CK_OBJECT_HANDLE stable[POOL_STABLE];
+    struct pool_job jobs[POOL_THREADS];
+    pthread_t t[POOL_THREADS];
+    char label[32];
+
+    for (int k = 0; k < POOL_STABLE; k++) {
+        snprintf(label, sizeof(label), "stable-%d", k);
+        stable[k] = insert_obj(st, DATA, label, "s");
+    }
+    for (int i = 0; i < POOL_THREADS; i++) {
+        jobs[i] = (struct pool_job){ .st = st, .stable = stable, .id = i };
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, pool_finder, &jobs[i]), 0);
+    }
+    /* Meanwhile: writes on the main connection, and the fork handlers. */
+    for (int i = 0; i < 60; i++) {
+        CK_OBJECT_HANDLE h = insert_obj(st, DATA, "churn", "c");
+        CU_ASSERT_EQUAL(store_object_delete(st, h), CKR_OK);
+        if (i % 20 == 0) {
+            store_fork_prepare();
+            store_fork_release();
+        }
+    }
+    for (int i = 0; i < POOL_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        CU_ASSERT(jobs[i].ok);
+    }
+    /* A reader sees a commit made on the main connection at once. */
+    CK_OBJECT_HANDLE h = insert_obj(st, DATA, "late", "l");
+    CK_ATTRIBUTE q = term(CKA_LABEL, "late", 4);
+    expect_find(st, &q, 1, &h, 1);
+    store_close(st);
+}
+
 static void test_data_version_changes_after_other_commit(void)
 {
     store *a = make_token("dv.db", "0000000000000051");
@@ -1269,6 +1346,7 @@ static const cunit_case CASES[] = {
     CASE(test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused),
     CASE(test_two_handles_see_each_others_commits),
     CASE(test_one_store_is_safe_across_threads),
+    CASE(test_search_pool_under_writes_and_fork_prepare),
     CASE(test_data_version_changes_after_other_commit),
     CASE(test_reinit_clears_objects_and_users),
     CASE(test_meta_round_trips_and_magic_is_protected),
