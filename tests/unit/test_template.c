@@ -178,6 +178,48 @@ static void test_schema_array_rows_carry_the_array_bit(void)
     CU_ASSERT_EQUAL(schema_kind(CKA_MODULUS), KIND_NONE);
 }
 
+struct row_seq {
+    const schema_row *rows[256];
+    size_t n;
+};
+
+static CK_RV collect_row(const schema_row *row, void *ctx)
+{
+    struct row_seq *q = ctx;
+    if (q->n < N(q->rows))
+        q->rows[q->n++] = row;
+    return CKR_OK;
+}
+
+/* The rows come from a table built once per class; a copy of the class (not
+ * in that table) takes the walk through the layers: both give the same rows
+ * in the same order, each type once, the most specific layer's row winning. */
+static void test_schema_rows_from_the_cache_match_the_layer_walk(void)
+{
+    static const CK_ULONG kinds[][2] = {
+        { CKO_DATA, CK_UNAVAILABLE_INFORMATION }, { CKO_SECRET_KEY, CKK_AES },
+        { CKO_SECRET_KEY, CKK_GENERIC_SECRET },   { CKO_SECRET_KEY, CKK_SHA256_HMAC },
+        { CKO_SECRET_KEY, CKK_CHACHA20 },
+    };
+    for (size_t i = 0; i < N(kinds); i++) {
+        const schema_class *c = schema_class_find(kinds[i][0], kinds[i][1]);
+        CU_ASSERT_FATAL(c != NULL);
+        schema_class copy = *c;
+        static struct row_seq a, b;
+        a.n = b.n = 0;
+        CU_ASSERT_EQUAL(schema_each_row(c, collect_row, &a), CKR_OK);
+        CU_ASSERT_EQUAL(schema_each_row(&copy, collect_row, &b), CKR_OK);
+        CU_ASSERT_EQUAL_FATAL(a.n, b.n);
+        CU_ASSERT_TRUE(a.n > 5);
+        for (size_t k = 0; k < a.n; k++) {
+            CU_ASSERT_PTR_EQUAL(a.rows[k], b.rows[k]);
+            CU_ASSERT_PTR_EQUAL(schema_row_find(c, a.rows[k]->type), a.rows[k]);
+            for (size_t m = 0; m < k; m++)
+                CU_ASSERT_NOT_EQUAL(a.rows[m]->type, a.rows[k]->type);
+        }
+    }
+}
+
 static void test_schema_secret_and_known_attributes(void)
 {
     CU_ASSERT_TRUE(schema_is_secret(CKO_SECRET_KEY, CKA_VALUE));
@@ -1392,6 +1434,7 @@ static const cunit_case CASES[] = {
     CASE(test_attr_typed_reads_reject_wrong_size_and_sealed),
     CASE(test_attr_copy_is_deep_and_keeps_secrets_in_secmem),
     CASE(test_schema_array_rows_carry_the_array_bit),
+    CASE(test_schema_rows_from_the_cache_match_the_layer_walk),
     CASE(test_schema_secret_and_known_attributes),
     CASE(test_create_aes_key_fills_safe_defaults),
     CASE(test_create_aes_key_with_wrong_value_length_fails),
