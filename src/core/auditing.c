@@ -85,6 +85,7 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
     ev->deny_reason = NULL;
     ev->count = 0;
     s->ev = ev;
+    s->ev_key = NULL;
     s->aud = cls;
     return CKR_OK;
 }
@@ -103,6 +104,18 @@ static uint64_t coarse_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The names of the key audit_use_op_key noted, into the event. */
+static void ev_key_names(session *s, audit_event *ev)
+{
+    const aud_key *k = s->ev_key;
+    if (k == NULL)
+        return;
+    s->ev_key = NULL;
+    memcpy(ev->key_label, k->label, sizeof(ev->key_label));
+    memcpy(ev->key_id, k->id, sizeof(ev->key_id));
+    memcpy(ev->key_family, k->family, sizeof(ev->key_family));
 }
 
 static bool same_run(const audit_event *p, const audit_event *e)
@@ -137,6 +150,7 @@ static void pend(session *s, const audit_event *ev)
     } else {
         audit_session_push(s);
         s->pend = *ev;
+        ev_key_names(s, &s->pend);
         snprintf(s->pend_user, sizeof(s->pend_user), "%s", ev->user);
         s->pend.user = s->pend_user;
         s->pend.count = 1;
@@ -155,8 +169,10 @@ CK_RV core_audit_end(session *s, CK_RV rv)
 
     s->ev = NULL;
     s->aud = AUD_NONE;
-    if (ev == NULL)
+    if (ev == NULL) {
+        s->ev_key = NULL;
         return rv;
+    }
     /* A length query or a short buffer is not an operation. */
     if ((cls == AUD_FAILURE && rv == CKR_OK) || rv == CKR_BUFFER_TOO_SMALL ||
         (rv == CKR_OK && s->size_query))
@@ -188,6 +204,7 @@ CK_RV core_audit_end(session *s, CK_RV rv)
         pend(s, ev);
         goto flush;
     }
+    ev_key_names(s, ev);
     CK_RV arv = audit_record(t->audit, ev);
     if (arv != CKR_OK) {
         t->audit_rv = arv;
@@ -195,6 +212,7 @@ CK_RV core_audit_end(session *s, CK_RV rv)
             return arv;
     }
 flush:
+    s->ev_key = NULL; /* the key it names may change with the next call */
     if (audit_flush(t->audit, false) != CKR_OK && t->audit_rv == CKR_OK)
         t->audit_rv = CKR_DEVICE_ERROR;
     return rv;
@@ -330,19 +348,23 @@ void audit_note_denied(session *s, const char *why)
         s->ev->deny_reason = why;
 }
 
-void audit_use_key(session *s, const aud_key *k)
+void audit_use_op_key(session *s, const aud_key *k)
 {
     audit_event *ev = s->ev;
     if (ev == NULL)
         return;
     ev->key = (k->handle & SESSION_OBJECT_BIT) ? 0 : k->handle;
-    memcpy(ev->key_label, k->label, sizeof(ev->key_label));
-    memcpy(ev->key_id, k->id, sizeof(ev->key_id));
-    memcpy(ev->key_family, k->family, sizeof(ev->key_family));
     ev->key_version = k->version;
     ev->has_resource_digest = k->has_digest;
     if (k->has_digest)
         memcpy(ev->resource_digest, k->digest, sizeof(ev->resource_digest));
+    s->ev_key = k;
+}
+
+void audit_use_key(session *s, const aud_key *k)
+{
+    audit_use_op_key(s, k);
+    ev_key_names(s, s->ev);
 }
 
 void audit_token_open_locked(token *t)

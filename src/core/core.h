@@ -174,6 +174,8 @@ typedef struct session {
     find_state find;
     /* The audit record of the call in progress (entry layer). */
     audit_event *ev;
+    const aud_key *ev_key;    /* audit_use_op_key: the key's names, copied into
+                                 ev only if the event is written */
     aud_class aud;
     bool size_query;          /* the call only reported a length */
     struct crypto_md *aad_md; /* SHA-256 of AADs for the audit (lazy) */
@@ -413,6 +415,10 @@ void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANI
 void audit_note_target(session *s, const char *what);
 void audit_note_denied(session *s, const char *why);
 void audit_use_key(session *s, const aud_key *k);
+/* The same for the key of an operation (k lives in the session until the
+ * call ends): its label, id and family are copied into the event only when
+ * the event is written or starts a new aggregate, not on every operation. */
+void audit_use_op_key(session *s, const aud_key *k);
 /* A key family rotated to version (by the token itself when automatic). */
 void audit_rotation(session *s, const char *family, CK_ULONG version, bool automatic);
 /* Open / flush / close a token's audit log. */

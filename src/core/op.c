@@ -258,7 +258,7 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
         rv = op_key(s, key, d, op_usage[kind], CKR_KEY_HANDLE_INVALID, &mk, kb, &o->key);
         klen = mk.len;
         audit_note_aad(s, &o->key, d, m);
-        audit_use_key(s, &o->key);
+        audit_use_op_key(s, &o->key);
         GUARD_OUT(rv);
     }
     token *t = s->tok;
@@ -317,7 +317,7 @@ static bool has_output(mech_op kind)
 static void note_op(session *s, const op *o)
 {
     if (s->ev != NULL && o->mech != NULL) {
-        audit_use_key(s, &o->key);
+        audit_use_op_key(s, &o->key);
         s->ev->mech = o->mech->type;
     }
 }

@@ -475,6 +475,17 @@ def phase_check_counts(export, result_files):
         got = nrec(lambda r: r["function"] == "C_Decrypt" and r["rv"] == "CKR_ENCRYPTED_DATA_INVALID")
         check(got == c.get("gcm_bad", 0), "worker %s: failed GCM tag records" % res["tag"],
               c.get("gcm_bad", 0), got)
+        # Which key: a data record of a token key, or a failed tag, names the key by its label
+        # and CKA_ID (the names are copied into a record only when it is written).
+        named = {"C_Encrypt": ("it-aes", "a1"), "C_Decrypt": ("it-aes", "a1"),
+                 "C_Sign": ("it-hmac", "a2"), "C_Verify": ("it-hmac", "a2")}
+        wrong = [r["seq"] for r in rs if r["function"] in named and r["key_handle"] != 0 and
+                 (r["key_label"], r["key_id"]) != named[r["function"]]]
+        check(not wrong, "worker %s: data and failed-tag records name their key (label, id)" %
+              res["tag"], "all", wrong[:5])
+        unnamed = [r["seq"] for r in rs if r["function"] in named and r["key_handle"] == 0]
+        check(not unnamed, "worker %s: data records carry the key handle" % res["tag"], "all",
+              unnamed[:5])
         dec = sum(r["count"] for r in rs if r["kind"] == "data" and r["token_user"] == "dec")
         check(dec == 20 * c.get("login_wrong", 0), "worker %s: decrypts recorded for user dec" %
               res["tag"], 20 * c.get("login_wrong", 0), dec)
