@@ -4,17 +4,33 @@
 
 #include "core/core.h"
 
+/* The session table is split by handle (handle % SESSION_SHARDS), each
+ * part with its own lock on its own cache line: every call looks its
+ * session up, and threads working on different sessions then share no lock
+ * (one table lock was written twice per operation by every thread). */
+#define SESSION_SHARDS 16
+typedef struct session_shard {
+    pthread_mutex_t lock;
+    hmap map;                  /* CK_SESSION_HANDLE -> session* */
+} __attribute__((aligned(64))) session_shard;
+
 typedef struct library {
-    pthread_mutex_t lock;      /* slots[] and the session table */
+    pthread_mutex_t lock;      /* slots[], next_session, initialized */
     bool initialized;
     pid_t pid;
     custos_config cfg;
     token *slots[CUSTOS_MAX_SLOTS]; /* by slot id; NULL where no slot */
-    hmap sessions;             /* CK_SESSION_HANDLE -> session* */
     uint64_t next_session;
+    session_shard shards[SESSION_SHARDS]; /* lock order: lib.lock, then a shard */
 } library;
 
+
 extern library lib;
+
+static inline session_shard *session_shard_of(CK_SESSION_HANDLE h)
+{
+    return &lib.shards[h % SESSION_SHARDS];
+}
 
 /* Names of the two standard login identities in the store, and of the
  * anonymous failure counters of PIN-selected login (never a login). */

@@ -13,6 +13,16 @@
 
 library lib = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
+/* The shards' locks (a static initializer for an array would name each). */
+static void shards_init(void)
+{
+    for (size_t i = 0; i < SESSION_SHARDS; i++) {
+        pthread_mutex_init(&lib.shards[i].lock, NULL);
+        hmap_init(&lib.shards[i].map);
+    }
+}
+static pthread_once_t shards_once = PTHREAD_ONCE_INIT;
+
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* Hold lib.lock across fork so the child's copy of the tables is
@@ -23,6 +33,8 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void before_fork(void)
 {
     pthread_mutex_lock(&lib.lock);
+    for (size_t i = 0; i < SESSION_SHARDS; i++)
+        pthread_mutex_lock(&lib.shards[i].lock);
     audit_fork_prepare(); /* audit files before token stores (audit.h) */
     store_fork_prepare();
 }
@@ -31,6 +43,8 @@ static void after_fork_parent(void)
 {
     store_fork_release();
     audit_fork_release();
+    for (size_t i = 0; i < SESSION_SHARDS; i++)
+        pthread_mutex_unlock(&lib.shards[i].lock);
     pthread_mutex_unlock(&lib.lock);
 }
 
@@ -39,7 +53,7 @@ static void after_fork_parent(void)
  * safe to tear down, and it holds no connection and no key (see above). */
 static struct {
     token *slots[CUSTOS_MAX_SLOTS];
-    hmap sessions;
+    hmap sessions[SESSION_SHARDS];
 } inherited[4];
 static unsigned n_inherited;
 
@@ -48,6 +62,8 @@ static void after_fork_child(void)
     store_fork_release();
     audit_fork_release();
     pthread_mutex_init(&lib.lock, NULL);
+    for (size_t i = 0; i < SESSION_SHARDS; i++)
+        pthread_mutex_init(&lib.shards[i].lock, NULL);
     if (!lib.initialized)
         return;
     for (size_t i = 0; i < CUSTOS_MAX_SLOTS; i++)
@@ -55,11 +71,13 @@ static void after_fork_child(void)
             audit_forget_after_fork(lib.slots[i]->audit);
     if (n_inherited < ARRAY_LEN(inherited)) {
         memcpy(inherited[n_inherited].slots, lib.slots, sizeof(lib.slots));
-        inherited[n_inherited].sessions = lib.sessions;
+        for (size_t i = 0; i < SESSION_SHARDS; i++)
+            inherited[n_inherited].sessions[i] = lib.shards[i].map;
         n_inherited++;
     }
     memset(lib.slots, 0, sizeof(lib.slots));
-    hmap_init(&lib.sessions);
+    for (size_t i = 0; i < SESSION_SHARDS; i++)
+        hmap_init(&lib.shards[i].map);
     crypto_forget_after_fork();
     lib.initialized = false;
 }
@@ -110,6 +128,7 @@ CK_RV core_initialize(CK_C_INITIALIZE_ARGS_PTR args)
 
     GUARD(check_args(args));
     pthread_once(&atfork_once, register_atfork);
+    pthread_once(&shards_once, shards_init);
     pthread_mutex_lock(&lib.lock);
     ENSURE_OUT(!lib.initialized, CKR_CRYPTOKI_ALREADY_INITIALIZED);
     rv = config_load(&lib.cfg, err, sizeof(err));
@@ -121,7 +140,8 @@ CK_RV core_initialize(CK_C_INITIALIZE_ARGS_PTR args)
     }
     GUARD_OUT(ensure_dir(lib.cfg.store_path));
     GUARD_OUT(crypto_init());
-    hmap_init(&lib.sessions);
+    for (size_t i = 0; i < SESSION_SHARDS; i++)
+        hmap_init(&lib.shards[i].map);
     memset(lib.slots, 0, sizeof(lib.slots));
     lib.next_session = 1;
     lib.pid = getpid();
@@ -141,17 +161,22 @@ CK_RV core_finalize(void)
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     }
     lib.initialized = false;
-    size_t pos = 0;
-    uint64_t key;
-    void *val;
-    while (hmap_next(&lib.sessions, &pos, &key, &val)) {
-        session *s = val;
-        object_drop_session_objects(s->tok, s->handle);
-        audit_session_push(s);
-        audit_session_closed(s->tok, s->handle);
-        session_destroy(s);
+    for (size_t i = 0; i < SESSION_SHARDS; i++) {
+        session_shard *sh = &lib.shards[i];
+        size_t pos = 0;
+        uint64_t key;
+        void *val;
+        pthread_mutex_lock(&sh->lock);
+        while (hmap_next(&sh->map, &pos, &key, &val)) {
+            session *s = val;
+            object_drop_session_objects(s->tok, s->handle);
+            audit_session_push(s);
+            audit_session_closed(s->tok, s->handle);
+            session_destroy(s);
+        }
+        hmap_free(&sh->map);
+        pthread_mutex_unlock(&sh->lock);
     }
-    hmap_free(&lib.sessions);
     for (size_t i = 0; i < CUSTOS_MAX_SLOTS; i++) {
         token_free(lib.slots[i]);
         lib.slots[i] = NULL;

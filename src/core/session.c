@@ -100,7 +100,10 @@ CK_RV core_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR out
 
     pthread_mutex_lock(&lib.lock);
     s->handle = lib.next_session++;
-    bool ok = hmap_put(&lib.sessions, s->handle, s);
+    session_shard *sh = session_shard_of(s->handle);
+    pthread_mutex_lock(&sh->lock);
+    bool ok = hmap_put(&sh->map, s->handle, s);
+    pthread_mutex_unlock(&sh->lock);
     pthread_mutex_unlock(&lib.lock);
     if (!ok) {
         pthread_mutex_lock(&t->lock);
@@ -118,15 +121,16 @@ CK_RV core_open_session(CK_SLOT_ID id, CK_FLAGS flags, CK_SESSION_HANDLE_PTR out
 
 CK_RV core_session_acquire(CK_SESSION_HANDLE h, session **out)
 {
-    pthread_mutex_lock(&lib.lock);
-    if (!lib.initialized) {
-        pthread_mutex_unlock(&lib.lock);
+    /* A plain read, as core_check_initialized: C_Finalize does not race
+     * with other calls by the standard's own rules. */
+    if (!lib.initialized)
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    }
-    session *s = hmap_get(&lib.sessions, h);
+    session_shard *sh = session_shard_of(h);
+    pthread_mutex_lock(&sh->lock);
+    session *s = hmap_get(&sh->map, h);
     if (s != NULL)
         atomic_fetch_add(&s->refs, 1);
-    pthread_mutex_unlock(&lib.lock);
+    pthread_mutex_unlock(&sh->lock);
     ENSURE(s != NULL, CKR_SESSION_HANDLE_INVALID);
     pthread_mutex_lock(&s->lock);
     if (s->closed) {
@@ -170,8 +174,14 @@ static void close_detached(session *s)
 CK_RV core_close_session(CK_SESSION_HANDLE h)
 {
     pthread_mutex_lock(&lib.lock);
-    session *s = lib.initialized ? hmap_del(&lib.sessions, h) : NULL;
+    session *s = NULL;
     CK_RV rv = lib.initialized ? CKR_OK : CKR_CRYPTOKI_NOT_INITIALIZED;
+    if (rv == CKR_OK) {
+        session_shard *sh = session_shard_of(h);
+        pthread_mutex_lock(&sh->lock);
+        s = hmap_del(&sh->map, h);
+        pthread_mutex_unlock(&sh->lock);
+    }
     pthread_mutex_unlock(&lib.lock);
     GUARD(rv);
     ENSURE(s != NULL, CKR_SESSION_HANDLE_INVALID);
@@ -186,14 +196,19 @@ CK_RV core_close_all_sessions(CK_SLOT_ID id)
     for (;;) {
         session *s = NULL;
         pthread_mutex_lock(&lib.lock);
-        size_t pos = 0;
-        uint64_t key;
-        void *val;
-        while (hmap_next(&lib.sessions, &pos, &key, &val)) {
-            if (((session *)val)->slot_id == id) {
-                s = hmap_del(&lib.sessions, key);
-                break;
+        for (size_t i = 0; i < SESSION_SHARDS && s == NULL; i++) {
+            session_shard *sh = &lib.shards[i];
+            size_t pos = 0;
+            uint64_t key;
+            void *val;
+            pthread_mutex_lock(&sh->lock);
+            while (hmap_next(&sh->map, &pos, &key, &val)) {
+                if (((session *)val)->slot_id == id) {
+                    s = hmap_del(&sh->map, key);
+                    break;
+                }
             }
+            pthread_mutex_unlock(&sh->lock);
         }
         pthread_mutex_unlock(&lib.lock);
         if (s == NULL)

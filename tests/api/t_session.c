@@ -293,6 +293,36 @@ static void test_close_session_and_close_all(void)
           "C_CloseAllSessions(bad slot)");
 }
 
+/* More sessions than the session table has parts (16): every handle stays
+ * its own session, closing some leaves the others, and C_CloseAllSessions
+ * reaches every part. */
+static void test_many_sessions_across_the_table(void)
+{
+    enum { N = 50 };
+    CK_SESSION_HANDLE h[N];
+    CK_SESSION_INFO si;
+    for (int i = 0; i < N; i++) {
+        h[i] = h_open(H.slot, i % 2);
+        for (int k = 0; k < i; k++)
+            CHECK(h[k] != h[i], "session handles are unique");
+    }
+    for (int i = 0; i < N; i += 3)
+        RV_EQ(F->C_CloseSession(h[i]), CKR_OK, "C_CloseSession of every third");
+    for (int i = 0; i < N; i++) {
+        CK_RV want = i % 3 == 0 ? CKR_SESSION_HANDLE_INVALID : CKR_OK;
+        RV_EQ(F->C_GetSessionInfo(h[i], &si), want, "closed ones gone, others there");
+        if (want == CKR_OK)
+            CHECK((si.flags & CKF_RW_SESSION) == (i % 2 ? CKF_RW_SESSION : 0u),
+                  "each handle is still its own session");
+    }
+    RV_EQ(F->C_CloseAllSessions(H.slot), CKR_OK, "C_CloseAllSessions");
+    for (int i = 0; i < N; i++)
+        RV_EQ(F->C_GetSessionInfo(h[i], &si), CKR_SESSION_HANDLE_INVALID, "all closed");
+    /* A handle never given out, in every part of the table. */
+    for (CK_SESSION_HANDLE x = h[N - 1] + 1; x < h[N - 1] + 20; x++)
+        RV_EQ(F->C_GetSessionInfo(x, &si), CKR_SESSION_HANDLE_INVALID, "unknown handle");
+}
+
 static void test_init_token_rules(void)
 {
     h_token t;
@@ -396,6 +426,7 @@ static const h_case CASES[] = {
     H_CASE(test_init_pin_rules),
     H_CASE(test_set_pin),
     H_CASE(test_close_session_and_close_all),
+    H_CASE(test_many_sessions_across_the_table),
     H_CASE(test_init_token_rules),
     H_CASE(test_operation_state_not_supported),
     H_CASE(test_session_cancel),
