@@ -338,6 +338,11 @@ void object_cache_flush_locked(token *t);
 CK_RV op_mech(CK_MECHANISM_PTR m, mech_op kind, const mech_desc **out) CUSTOS_WUR;
 /* May the logged-in identity do this kind of operation (docs/roles.md)? */
 CK_RV op_role(const token *t, mech_op kind) CUSTOS_WUR;
+/* An AEAD encryption with an IV or nonce the caller chose: CKR_OK, or
+ * CKR_ACTION_PROHIBITED (noted in the audit record) under [policy]
+ * caller_iv = refuse. The one check for C_EncryptInit, message-based
+ * encryption and authenticated key wrap (docs/mechanisms.md). */
+CK_RV op_caller_iv_allowed(session *s) CUSTOS_WUR;
 CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key) CUSTOS_WUR;
 /* C_Encrypt, C_Decrypt, C_Sign (one-shot data calls). */
 CK_RV core_op_oneshot(session *s, mech_op kind, CK_BYTE_PTR in, CK_ULONG inlen,

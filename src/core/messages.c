@@ -9,6 +9,7 @@
 #include <string.h>
 #include "core/internal.h"
 #include "crypto/crypto.h"
+#include "util/be.h"
 #include "util/buf.h"
 #include "util/secmem.h"
 
@@ -87,14 +88,14 @@ static CK_RV generate_iv(const msg_param *p, uint64_t seq, const uint8_t xor_bas
     case CKG_GENERATE:
         ENSURE(p->ivlen == GCM_IV_LEN, CKR_MECHANISM_PARAM_INVALID);
         memset(p->iv, 0, 4);
-        for (int i = 0; i < 8; i++)
-            p->iv[4 + i] = (uint8_t)(seq >> (56 - 8 * i));
+        be_put(p->iv + 4, seq, 8);
         return CKR_OK;
     case CKG_GENERATE_COUNTER:
         ENSURE(p->fixed_bits % 8 == 0 && free_bytes >= 8 && p->ivlen == GCM_IV_LEN,
                CKR_MECHANISM_PARAM_INVALID);
-        for (size_t i = 0; i < free_bytes; i++)
-            p->iv[p->ivlen - 1 - i] = i < 8 ? (uint8_t)(seq >> (8 * i)) : 0;
+        /* Free bytes above the last 8 are zero. */
+        memset(p->iv + fixed, 0, free_bytes - 8);
+        be_put(p->iv + p->ivlen - 8, seq, 8);
         return CKR_OK;
     case CKG_GENERATE_COUNTER_XOR:
         ENSURE(p->ivlen == GCM_IV_LEN && xor_base != NULL, CKR_MECHANISM_PARAM_INVALID);
@@ -112,12 +113,18 @@ static CK_RV generate_iv(const msg_param *p, uint64_t seq, const uint8_t xor_bas
 
 /* The base of CKG_GENERATE_COUNTER_XOR for this message context, drawn
  * at its first use (see generate_iv). */
+static CK_RV draw_xor_base(uint8_t base[GCM_IV_LEN])
+{
+    GUARD(crypto_random(base, GCM_IV_LEN));
+    base[4] |= 0x80;
+    return CKR_OK;
+}
+
 static CK_RV xor_base(msg_op *m)
 {
     if (m->xor_ready)
         return CKR_OK;
-    GUARD(crypto_random(m->xor_base, sizeof(m->xor_base)));
-    m->xor_base[4] |= 0x80;
+    GUARD(draw_xor_base(m->xor_base));
     m->xor_ready = true;
     return CKR_OK;
 }
@@ -213,10 +220,8 @@ static CK_RV begin(session *s, msg_op *m, bool encrypt, const void *param, CK_UL
     if (encrypt) {
         /* A nonce the caller chose is subject to the same policy as at
          * C_EncryptInit; one the token generates never repeats. */
-        if (p->gen == CKG_NO_GENERATE && lib.cfg.caller_iv_refuse) {
-            audit_note_denied(s, "caller-supplied IV refused by policy");
-            return CKR_ACTION_PROHIBITED;
-        }
+        if (p->gen == CKG_NO_GENERATE)
+            GUARD(op_caller_iv_allowed(s));
         uint64_t seq;
         if (p->gen == CKG_GENERATE_COUNTER_XOR)
             GUARD(xor_base(m));
@@ -437,15 +442,11 @@ CK_RV core_wrap_authenticated(session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDL
     case OUT_TOO_SMALL: rv = CKR_BUFFER_TOO_SMALL; goto out;
     default: break;
     }
-    if (p.gen == CKG_NO_GENERATE && lib.cfg.caller_iv_refuse) {
-        audit_note_denied(s, "caller-supplied IV refused by policy");
-        rv = CKR_ACTION_PROHIBITED;
-        goto out;
-    }
+    if (p.gen == CKG_NO_GENERATE)
+        GUARD_OUT(op_caller_iv_allowed(s));
     uint64_t seq;
     uint8_t base[GCM_IV_LEN];
-    GUARD_OUT(crypto_random(base, sizeof(base)));
-    base[4] |= 0x80;
+    GUARD_OUT(draw_xor_base(base));
     GUARD_OUT(family_count_encryption_seq(s->tok, ak.handle, &seq));
     GUARD_OUT(generate_iv(&p, seq, base));
     GUARD_OUT(join_aad(&w, ad, adlen, &aad, &aadlen));

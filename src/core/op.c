@@ -41,6 +41,14 @@ CK_RV op_role(const token *t, mech_op kind)
     return op_action[kind] == ACT_COUNT ? CKR_OK : role_check(t, op_action[kind]);
 }
 
+CK_RV op_caller_iv_allowed(session *s)
+{
+    if (!lib.cfg.caller_iv_refuse)
+        return CKR_OK;
+    audit_note_denied(s, "caller-supplied IV refused by policy");
+    return CKR_ACTION_PROHIBITED;
+}
+
 /* The key attribute that permits each kind (sec. 4.9 usage flags). */
 static const CK_ATTRIBUTE_TYPE op_usage[MECH_OP_COUNT] = {
     [MECH_OP_ENCRYPT] = CKA_ENCRYPT,
@@ -264,11 +272,7 @@ CK_RV core_op_init(session *s, mech_op kind, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
     token *t = s->tok;
     if (kind == MECH_OP_ENCRYPT && d->ops->aad != NULL) {
         /* An AEAD with an IV the caller chose (docs/mechanisms.md). */
-        if (lib.cfg.caller_iv_refuse) {
-            audit_note_denied(s, "caller-supplied IV refused by policy");
-            rv = CKR_ACTION_PROHIBITED;
-            goto out;
-        }
+        GUARD_OUT(op_caller_iv_allowed(s));
         uint64_t seq;
         GUARD_OUT(session_count_encryption(s, o->key.handle, &seq));
     }

@@ -121,6 +121,7 @@ static const struct {
 } GENS[] = {
     { CKG_GENERATE, 0, "CKG_GENERATE" },
     { CKG_GENERATE_COUNTER, 32, "CKG_GENERATE_COUNTER (4 fixed bytes)" },
+    { CKG_GENERATE_COUNTER, 16, "CKG_GENERATE_COUNTER (2 fixed bytes)" },
     { CKG_GENERATE_RANDOM, 0, "CKG_GENERATE_RANDOM" },
     { CKG_GENERATE_COUNTER_XOR, 0, "CKG_GENERATE_COUNTER_XOR" },
     { CKG_NO_GENERATE, 0, "CKG_NO_GENERATE (caller IV)" },
@@ -172,9 +173,15 @@ static void gcm_generator_case(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, size_t g
         case CKG_GENERATE_RANDOM:
             CHECK(!all_bytes(iv, IV_LEN, FILL), "the token wrote a 12-byte IV into pIv");
             break;
-        case CKG_GENERATE_COUNTER:
-            CHECK(memcmp(iv, FIXED, sizeof(FIXED)) == 0, "COUNTER keeps the 4 fixed bytes");
+        case CKG_GENERATE_COUNTER: {
+            /* fixed || zeros || the 64-bit count, big-endian, below 2^32. */
+            size_t fixed = GENS[g].fixed_bits / 8;
+            CHECK(memcmp(iv, FIXED, fixed) == 0, "COUNTER keeps the fixed bytes");
+            CHECK(all_bytes(iv + fixed, IV_LEN - 8 - fixed, 0),
+                  "COUNTER zeroes the free bytes above the count (the caller's are not kept)");
+            CHECK(all_bytes(iv + IV_LEN - 8, 4, 0), "COUNTER's count is below 2^32");
             break;
+        }
         case CKG_NO_GENERATE:
             CHECK(memcmp(iv, given[r], IV_LEN) == 0, "NO_GENERATE leaves the caller's IV as it is");
             break;
