@@ -33,18 +33,45 @@ static int version_id(char *out, size_t cap, const char *family, CK_ULONG versio
 /* ---- state and date rules ------------------------------------------------- */
 
 /* Today as a CK_DATE string "YYYYMMDD" (UTC). */
-static void today(char out[9])
+/* Seconds since the epoch of the start (end: false) or the end (true) of
+ * a CK_DATE day (UTC); false when the date is absent or malformed. */
+static bool date_bound(const attr *a, bool end, int64_t *out)
 {
-    time_t now = time(NULL);
     struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, 9, "%Y%m%d", &tm);
+    char day[9];
+    if (a == NULL || a->len != 8)
+        return false;
+    memset(&tm, 0, sizeof(tm));
+    memcpy(day, a->value, 8);
+    day[8] = '\0';
+    if (sscanf(day, "%4d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    *out = (int64_t)timegm(&tm) + (end ? 86400 : 0);
+    return true;
+}
+
+void family_use_window(const attr_list *l, bool protect, int64_t *from, int64_t *until)
+{
+    CK_ULONG v;
+    int64_t t;
+    /* PKCS#11 CK_DATE validity: no use before the start date; no new
+     * protection after the end date (old data stays readable). */
+    *from = date_bound(attr_find(l, CKA_START_DATE), false, &t) ? t : INT64_MIN;
+    *until = INT64_MAX;
+    if (!protect)
+        return;
+    if (date_bound(attr_find(l, CKA_END_DATE), true, &t) && t < *until)
+        *until = t;
+    if (attr_get_ulong(l, CKA_CUSTOS_NOT_AFTER, &v) && v != 0 && (int64_t)v + 1 < *until)
+        *until = (int64_t)v + 1;
 }
 
 CK_RV family_check_use_locked(const attr_list *l, bool protect)
 {
     CK_ULONG v;
-    char day[9] = "";
+    int64_t from, until, now = (int64_t)time(NULL);
     /* docs/key-families.md: what each state allows. */
     if (attr_get_ulong(l, CKA_CUSTOS_STATE, &v)) {
         ENSURE(v != CUSTOS_STATE_SUSPENDED && v != CUSTOS_STATE_PENDING_DESTRUCTION,
@@ -52,18 +79,8 @@ CK_RV family_check_use_locked(const attr_list *l, bool protect)
         if (protect)
             ENSURE(v == CUSTOS_STATE_ACTIVE, CKR_KEY_FUNCTION_NOT_PERMITTED);
     }
-    if (protect && attr_get_ulong(l, CKA_CUSTOS_NOT_AFTER, &v) && v != 0)
-        ENSURE((CK_ULONG)time(NULL) <= v, CKR_KEY_FUNCTION_NOT_PERMITTED);
-    /* PKCS#11 CK_DATE validity: no use before the start date; no new
-     * protection after the end date (old data stays readable). */
-    const attr *sd = attr_find(l, CKA_START_DATE);
-    const attr *ed = attr_find(l, CKA_END_DATE);
-    if ((sd != NULL && sd->len == 8) || (protect && ed != NULL && ed->len == 8))
-        today(day);
-    if (sd != NULL && sd->len == 8)
-        ENSURE(memcmp(day, sd->value, 8) >= 0, CKR_KEY_FUNCTION_NOT_PERMITTED);
-    if (protect && ed != NULL && ed->len == 8)
-        ENSURE(memcmp(day, ed->value, 8) <= 0, CKR_KEY_FUNCTION_NOT_PERMITTED);
+    family_use_window(l, protect, &from, &until);
+    ENSURE(now >= from && now < until, CKR_KEY_FUNCTION_NOT_PERMITTED);
     return CKR_OK;
 }
 

@@ -77,6 +77,10 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
  * wrap: protect = true) or to open? Its state, CKA_CUSTOS_NOT_AFTER and
  * CKA_START_DATE / CKA_END_DATE: CKR_KEY_FUNCTION_NOT_PERMITTED. */
 CK_RV family_check_use_locked(const attr_list *l, bool protect) CUSTOS_WUR;
+/* The seconds [*from, *until) during which those dates and
+ * CKA_CUSTOS_NOT_AFTER allow the use (the rule family_check_use_locked
+ * applies, and how long a session may keep using a key it checked). */
+void family_use_window(const attr_list *l, bool protect, int64_t *from, int64_t *until);
 /* C_GenerateKey of version 1 of a family: checks and stamps l, and sets
  * *unless (pointing into idbuf) to the guard of the insert. */
 CK_RV family_prepare_new(session *s, const CK_ATTRIBUTE *t, CK_ULONG n, attr_list *l,

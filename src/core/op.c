@@ -112,41 +112,15 @@ static CK_RV check_key_locked(attr_list *l, void *arg)
     return family_check_use_locked(l, protects(k->usage));
 }
 
-/* Check a key object for a mechanism and copy its bytes into buf. */
-/* Seconds since the epoch of the start (end: false) or the end (true) of
- * a CK_DATE day (UTC); -1 when the date is absent or malformed. */
-static int64_t date_bound(const attr *a, bool end)
-{
-    if (a == NULL || a->len != 8)
-        return -1;
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    char day[9];
-    memcpy(day, a->value, 8);
-    day[8] = '\0';
-    if (sscanf(day, "%4d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday) != 3)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    int64_t t = (int64_t)timegm(&tm);
-    return end ? t + 86400 : t;
-}
-
 /* How long the checks just passed stay true by the clock alone: the
  * session may reuse the key until then without asking again. */
 static void usable_window(const attr_list *l, bool protect, int64_t *from, int64_t *until)
 {
-    CK_ULONG v, period, created, state;
-    int64_t sd = date_bound(attr_find(l, CKA_START_DATE), false);
-    *from = sd > 0 ? sd : INT64_MIN;
-    *until = INT64_MAX;
+    CK_ULONG period, created, state;
+    family_use_window(l, protect, from, until);
     if (!protect)
         return;
-    int64_t ed = date_bound(attr_find(l, CKA_END_DATE), true);
-    if (ed > 0 && ed < *until)
-        *until = ed;
-    if (attr_get_ulong(l, CKA_CUSTOS_NOT_AFTER, &v) && v != 0 && (int64_t)v + 1 < *until)
-        *until = (int64_t)v + 1;
+    /* A rotation falls due: the next use rotates (family_due_locked). */
     if (attr_get_ulong(l, CKA_CUSTOS_ROTATION_PERIOD, &period) && period != 0 &&
         attr_get_ulong(l, CKA_CUSTOS_STATE, &state) && state == CUSTOS_STATE_ACTIVE &&
         attr_get_ulong(l, CKA_CUSTOS_CREATED, &created) && (int64_t)(created + period) < *until)
