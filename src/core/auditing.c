@@ -311,29 +311,36 @@ void audit_note_resource(session *s, token *t, object *o)
     pthread_mutex_unlock(&t->lock);
 }
 
+bool audit_aad_digest(session *s, const uint8_t *aad, size_t n, uint8_t digest[32])
+{
+    if (s->tok->audit == NULL || n == 0)
+        return false;
+    /* The same resource as the last operation of this session (records of
+     * one table or tenant in a row): no need to hash it again. */
+    if (s->last_aad_len == n && n <= sizeof(s->last_aad) && memcmp(s->last_aad, aad, n) == 0) {
+        memcpy(digest, s->last_digest, sizeof(s->last_digest));
+        return true;
+    }
+    if (s->aad_md == NULL && crypto_md_new(MD_SHA256, &s->aad_md) != CKR_OK)
+        return false;
+    if (crypto_md_update(s->aad_md, aad, n) != CKR_OK || crypto_md_final(s->aad_md, digest) != CKR_OK)
+        return false;
+    if (n <= sizeof(s->last_aad)) {
+        memcpy(s->last_aad, aad, n);
+        s->last_aad_len = n;
+        memcpy(s->last_digest, digest, sizeof(s->last_digest));
+    }
+    return true;
+}
+
 void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANISM *m)
 {
     const uint8_t *aad;
     size_t n;
     k->has_digest = false;
-    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n) || n == 0)
+    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n))
         return;
-    /* The same resource as the last operation of this session (records of
-     * one table or tenant in a row): no need to hash it again. */
-    if (s->last_aad_len == n && n <= sizeof(s->last_aad) && memcmp(s->last_aad, aad, n) == 0) {
-        memcpy(k->digest, s->last_digest, sizeof(k->digest));
-        k->has_digest = true;
-        return;
-    }
-    if (s->aad_md == NULL && crypto_md_new(MD_SHA256, &s->aad_md) != CKR_OK)
-        return;
-    k->has_digest = crypto_md_update(s->aad_md, aad, n) == CKR_OK &&
-                    crypto_md_final(s->aad_md, k->digest) == CKR_OK;
-    if (k->has_digest && n <= sizeof(s->last_aad)) {
-        memcpy(s->last_aad, aad, n);
-        s->last_aad_len = n;
-        memcpy(s->last_digest, k->digest, sizeof(s->last_digest));
-    }
+    k->has_digest = audit_aad_digest(s, aad, n, k->digest);
 }
 
 void audit_note_target(session *s, const char *what)

@@ -417,6 +417,9 @@ void core_audit_token_event(token *t, const char *fn, CK_RV rv);
 void audit_note_key(session *s, token *t, object *o, aud_key *k);
 void audit_note_resource(session *s, token *t, object *o);
 void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANISM *m);
+/* SHA-256 of an AAD for the record's resource, reusing the session's last
+ * one when the AAD is the same; false when there is no AAD or no trail. */
+bool audit_aad_digest(session *s, const uint8_t *aad, size_t n, uint8_t digest[32]);
 void audit_note_target(session *s, const char *what);
 void audit_note_denied(session *s, const char *why);
 void audit_use_key(session *s, const aud_key *k);

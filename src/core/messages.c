@@ -247,14 +247,8 @@ static void note_message(session *s, msg_op *m, const uint8_t *aad, size_t aadle
         return;
     audit_use_key(s, &m->akey);
     s->ev->mech = m->mech->type;
-    aud_key k = m->akey;
-    if (s->tok->audit != NULL && aadlen > 0) {
-        if (s->aad_md != NULL || crypto_md_new(MD_SHA256, &s->aad_md) == CKR_OK)
-            k.has_digest = crypto_md_update(s->aad_md, aad, aadlen) == CKR_OK &&
-                           crypto_md_final(s->aad_md, k.digest) == CKR_OK;
-        s->ev->has_resource_digest = k.has_digest;
-        memcpy(s->ev->resource_digest, k.digest, sizeof(k.digest));
-    }
+    /* Each message names its own resource (its AAD). */
+    s->ev->has_resource_digest = audit_aad_digest(s, aad, aadlen, s->ev->resource_digest);
 }
 
 CK_RV core_encrypt_message(session *s, const void *param, CK_ULONG plen, const uint8_t *aad, size_t aadlen,
