@@ -49,7 +49,10 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_USER_BY_LOOKUP] = "SELECT name FROM users WHERE user_type = ?1 AND lookup = ?2",
     [S_USER_NAMES] = "SELECT name FROM users ORDER BY name",
     [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
-    [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND sealed = 0 LIMIT 1",
+    /* For indexed types only (store_object_insert_unless): the terms of the
+     * index's own WHERE let SQLite use the partial index attrs_find. */
+    [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND sealed = 0"
+                      " AND " STORE_UNINDEXED_SQL " LIMIT 1",
     [S_ATTR_GET] = "SELECT value FROM attrs WHERE handle = ?1 AND type = ?2 AND sealed = 0",
     [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
     [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
@@ -184,6 +187,8 @@ static void conn_close(store_conn *c)
     for (size_t i = 0; i < ARRAY_LEN(c->find); i++) {
         sqlite3_finalize(c->find[i]);
         c->find[i] = NULL;
+        sqlite3_finalize(c->scan[i]);
+        c->scan[i] = NULL;
     }
     sqlite3_close_v2(c->db);
     c->db = NULL;
@@ -1136,14 +1141,32 @@ CK_RV store_object_count(store *st, uint64_t *out)
 
 /* ---- finding ------------------------------------------------------------------ */
 
-/* How well a term is likely to narrow a search: broad types last, then the
- * longer the value the rarer (a label or an id beats a CK_ULONG). */
+const CK_ATTRIBUTE_TYPE STORE_UNINDEXED[21] = {
+    CKA_TOKEN, CKA_TRUSTED, CKA_SENSITIVE, CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP,
+    CKA_SIGN, CKA_SIGN_RECOVER, CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_DERIVE, CKA_EXTRACTABLE,
+    CKA_LOCAL, CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_MODIFIABLE, CKA_COPYABLE,
+    CKA_DESTROYABLE, CKA_ALWAYS_AUTHENTICATE, CKA_WRAP_WITH_TRUSTED,
+};
+
+bool store_type_indexed(CK_ATTRIBUTE_TYPE type)
+{
+    for (size_t i = 0; i < ARRAY_LEN(STORE_UNINDEXED); i++)
+        if (STORE_UNINDEXED[i] == type)
+            return false;
+    return true;
+}
+
+/* How well a term is likely to narrow a search: types the index leaves out
+ * last, then other broad types, then the longer the value the rarer (a
+ * label or an id beats a CK_ULONG). */
 static size_t narrowness(const CK_ATTRIBUTE *t)
 {
+    if (!store_type_indexed(t->type))
+        return 0;
     for (size_t i = 0; i < ARRAY_LEN(BROAD); i++)
         if (BROAD[i] == t->type)
-            return 0;
-    return 1 + (size_t)(t->ulValueLen < 0xffff ? t->ulValueLen : 0xffff);
+            return 1;
+    return 2 + (size_t)(t->ulValueLen < 0xffff ? t->ulValueLen : 0xffff);
 }
 
 /* order[] = indices of tmpl, most narrowing first (stable insertion sort;
@@ -1189,17 +1212,18 @@ static bool append(char *buf, size_t cap, size_t *off, const char *fmt, ...)
  * one read transaction. Unbound (NULL) types select nothing. */
 #define SIDE_PARAM (2 * STORE_FIND_TERMS + 1)
 
-static CK_RV find_stmt(store *st, store_conn *c, size_t n, sqlite3_stmt **out)
+static CK_RV find_stmt(store *st, store_conn *c, size_t n, bool scan, sqlite3_stmt **out)
 {
-    char sql[2048];
+    sqlite3_stmt **slot = scan ? &c->scan[n] : &c->find[n];
+    char sql[3072];
     size_t off = 0;
     bool ok;
     int rc;
 
     /* A reader not used yet, or any connection after a fork: open it. */
     GUARD(conn_ready(st, c));
-    if (c->find[n] != NULL) {
-        *out = c->find[n];
+    if (*slot != NULL) {
+        *out = *slot;
         return CKR_OK;
     }
     ok = append(sql, sizeof(sql), &off, "SELECT t0.handle");
@@ -1210,12 +1234,29 @@ static CK_RV find_stmt(store *st, store_conn *c, size_t n, sqlite3_stmt **out)
                           SIDE_PARAM + i);
     if (n == 0) {
         ok = ok && append(sql, sizeof(sql), &off, " FROM objects AS t0 ORDER BY t0.handle");
+    } else if (scan) {
+        /* No term the index holds: every object, each term a primary-key
+         * probe (t1 for the first term, and so on). */
+        ok = ok && append(sql, sizeof(sql), &off, " FROM objects AS t0");
+        for (size_t i = 1; i <= n; i++)
+            ok = ok && append(sql, sizeof(sql), &off, " CROSS JOIN attrs AS t%zu", i);
+        for (size_t i = 1; i <= n; i++)
+            ok = ok && append(sql, sizeof(sql), &off,
+                              "%s t%zu.handle = t0.handle AND t%zu.type = ?%zu"
+                              " AND +t%zu.value = ?%zu AND t%zu.sealed = 0",
+                              i == 1 ? " WHERE" : " AND", i, i, 2 * i - 1, i, 2 * i, i);
+        ok = ok && append(sql, sizeof(sql), &off, " ORDER BY t0.handle");
     } else {
         ok = ok && append(sql, sizeof(sql), &off, " FROM attrs AS t0");
         for (size_t i = 1; i < n; i++)
             ok = ok && append(sql, sizeof(sql), &off, " CROSS JOIN attrs AS t%zu", i);
+        /* The terms of the index's own WHERE (STORE_UNINDEXED_SQL, here
+         * on t0) let SQLite use the partial index attrs_find. */
         ok = ok && append(sql, sizeof(sql), &off,
                           " WHERE t0.type = ?1 AND t0.value = ?2 AND t0.sealed = 0");
+        for (size_t i = 0; i < ARRAY_LEN(STORE_UNINDEXED); i++)
+            ok = ok && append(sql, sizeof(sql), &off, " AND t0.type <> %lu",
+                              (unsigned long)STORE_UNINDEXED[i]);
         for (size_t i = 1; i < n; i++)
             ok = ok && append(sql, sizeof(sql), &off,
                               " AND t%zu.handle = t0.handle AND t%zu.type = ?%zu"
@@ -1224,9 +1265,9 @@ static CK_RV find_stmt(store *st, store_conn *c, size_t n, sqlite3_stmt **out)
         ok = ok && append(sql, sizeof(sql), &off, " ORDER BY t0.handle");
     }
     ENSURE(ok, CKR_GENERAL_ERROR);
-    rc = sqlite3_prepare_v3(c->db, sql, (int)off, SQLITE_PREPARE_PERSISTENT, &c->find[n], NULL);
+    rc = sqlite3_prepare_v3(c->db, sql, (int)off, SQLITE_PREPARE_PERSISTENT, slot, NULL);
     ENSURE(rc == SQLITE_OK, store_sqlite_rv(rc));
-    *out = c->find[n];
+    *out = *slot;
     return CKR_OK;
 }
 
@@ -1336,7 +1377,8 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
      * read transaction keeps them all on one snapshot. */
     if (n > k)
         GUARD_OUT(conn_run_id(st, c, S_BEGIN_READ));
-    GUARD_OUT(find_stmt(st, c, k, &s));
+    /* Ranked first is a type the index holds, unless none is. */
+    GUARD_OUT(find_stmt(st, c, k, k > 0 && !store_type_indexed(tmpl[order[0]].type), &s));
     for (size_t i = 0; i < k; i++)
         GUARD_OUT(bind_term(s, (int)(2 * i + 1), &tmpl[order[i]]));
     for (size_t i = 0; i < STORE_FIND_SIDE; i++) {
@@ -1370,6 +1412,35 @@ out:
     store_found_free(&res);
     if (order != small)
         free(order);
+    return rv;
+}
+
+CK_RV store_find_plan(store *st, const CK_ATTRIBUTE *tmpl, size_t n, char *out, size_t cap)
+{
+    size_t order[STORE_FIND_TERMS], k = n < STORE_FIND_TERMS ? n : STORE_FIND_TERMS, off = 0;
+    sqlite3_stmt *s = NULL, *plan = NULL;
+    char *sql = NULL;
+    CK_RV rv;
+
+    ENSURE(st != NULL && out != NULL && cap > 0 && (tmpl != NULL || n == 0), CKR_ARGUMENTS_BAD);
+    ENSURE(n <= STORE_FIND_TERMS, CKR_ARGUMENTS_BAD);
+    out[0] = '\0';
+    rank_terms(tmpl, n, order);
+    lock(st);
+    GUARD_OUT(find_stmt(st, &st->c, k, k > 0 && !store_type_indexed(tmpl[order[0]].type), &s));
+    sql = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(s));
+    ENSURE_OUT(sql != NULL, CKR_HOST_MEMORY);
+    ENSURE_OUT(sqlite3_prepare_v2(st->c.db, sql, -1, &plan, NULL) == SQLITE_OK, CKR_GENERAL_ERROR);
+    while (sqlite3_step(plan) == SQLITE_ROW) {
+        const char *d = (const char *)sqlite3_column_text(plan, 3);
+        if (d != NULL && !append(out, cap, &off, "%s%s", off ? "; " : "", d))
+            break;
+    }
+    rv = CKR_OK;
+out:
+    sqlite3_finalize(plan);
+    sqlite3_free(sql);
+    unlock(st);
     return rv;
 }
 
@@ -1638,6 +1709,8 @@ CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr 
 
     ENSURE(st != NULL && out != NULL && unless != NULL, CKR_ARGUMENTS_BAD);
     ENSURE(unless->pValue != NULL || unless->ulValueLen == 0, CKR_ARGUMENTS_BAD);
+    /* The guard is answered by the index (S_ATTR_EXISTS). */
+    ENSURE(store_type_indexed(unless->type), CKR_ARGUMENTS_BAD);
     GUARD(check_attrs(mk, attrs, n));
     GUARD(check_attrs(mk, upd, upd_n));
     lock(st);

@@ -18,7 +18,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_MK_LEN 32
 #define STORE_SEALED_MK_LEN (STORE_MK_LEN + CRYPTO_SEAL_OVERHEAD)
 
@@ -115,6 +115,11 @@ CK_RV store_audit_head_get(store *st, uint64_t *seq, uint8_t mac[32], uint8_t ta
  * This one commit is not fsync'ed: the records it seals were (audit.md). */
 CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32],
                                const uint8_t tag[32]) CUSTOS_WUR;
+/* How SQLite would run the search for tmpl (n <= 8): EXPLAIN QUERY PLAN's
+ * lines joined by "; " into out; for tests, which check that a search
+ * starts from the index when it can. */
+CK_RV store_find_plan(store *st, const CK_ATTRIBUTE *tmpl, size_t n, char *out,
+                      size_t cap) CUSTOS_WUR;
 /* The connection's PRAGMA synchronous (2 = FULL, what every other commit
  * uses); for tests. */
 CK_RV store_synchronous(store *st, uint64_t *level) CUSTOS_WUR;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sqlite3.h>
 #include "cunit_main.h"
+#include "store/internal.h"
 #include "store/store.h"
 
 static char dir[64];
@@ -1002,6 +1003,129 @@ static void test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused(void)
     store_close(st);
 }
 
+/* ---- the search index (schema version 3) --------------------------------------- */
+
+static const CK_BBOOL T = CK_TRUE, FALSE_ = CK_FALSE;
+
+static CK_OBJECT_HANDLE insert_flags(store *st, const char *label, bool enc, bool priv)
+{
+    CK_OBJECT_HANDLE h = 0;
+    store_attr a[5] = {
+        plain(CKA_CLASS, &SECRET, sizeof(SECRET)),
+        plain(CKA_LABEL, label, strlen(label)),
+        plain(CKA_ENCRYPT, enc ? &T : &FALSE_, 1),
+        plain(CKA_PRIVATE, priv ? &T : &FALSE_, 1),
+        plain(CKA_TOKEN, &T, 1),
+    };
+    CU_ASSERT_EQUAL(store_object_insert(st, NULL, a, 5, &h), CKR_OK);
+    return h;
+}
+
+static bool plan_uses_index(store *st, const CK_ATTRIBUTE *t, size_t n)
+{
+    char plan[1024];
+    CU_ASSERT_EQUAL_FATAL(store_find_plan(st, t, n, plan, sizeof(plan)), CKR_OK);
+    return strstr(plan, "INDEX attrs_find") != NULL;
+}
+
+static void test_index_list_matches_its_sql_text(void)
+{
+    char sql[1024];
+    size_t off = 0;
+    for (size_t i = 0; i < ARRAY_LEN(STORE_UNINDEXED); i++)
+        off += (size_t)snprintf(sql + off, sizeof(sql) - off, "%stype <> %lu", i ? " AND " : "",
+                                (unsigned long)STORE_UNINDEXED[i]);
+    CU_ASSERT_STRING_EQUAL(sql, STORE_UNINDEXED_SQL);
+    CU_ASSERT_FALSE(store_type_indexed(CKA_ENCRYPT));
+    CU_ASSERT_FALSE(store_type_indexed(CKA_TOKEN));
+    CU_ASSERT_TRUE(store_type_indexed(CKA_PRIVATE));
+    CU_ASSERT_TRUE(store_type_indexed(CKA_CLASS));
+    CU_ASSERT_TRUE(store_type_indexed(CKA_LABEL));
+}
+
+static void test_searches_start_from_the_index_or_walk_objects_for_unindexed_terms(void)
+{
+    store *st = make_token("idx.db", "0000000000000050");
+    CK_OBJECT_HANDLE a = insert_flags(st, "a", true, true);
+    CK_OBJECT_HANDLE b = insert_flags(st, "b", false, false);
+    CK_OBJECT_HANDLE c = insert_flags(st, "c", true, false);
+    CK_ATTRIBUTE t[3];
+
+    t[0] = term(CKA_LABEL, "b", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, &b, 1);
+    t[0] = term(CKA_CLASS, &SECRET, sizeof(SECRET));
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, (CK_OBJECT_HANDLE[]){ a, b, c }, 3);
+    /* A not-logged-in search: CKA_PRIVATE = false alone, from the index. */
+    t[0] = term(CKA_PRIVATE, &FALSE_, 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, (CK_OBJECT_HANDLE[]){ b, c }, 2);
+    /* Only types the index leaves out: every object walked, each probed. */
+    t[0] = term(CKA_ENCRYPT, &T, 1);
+    CU_ASSERT_FALSE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, (CK_OBJECT_HANDLE[]){ a, c }, 2);
+    t[1] = term(CKA_TOKEN, &T, 1);
+    expect_find(st, t, 2, (CK_OBJECT_HANDLE[]){ a, c }, 2);
+    t[1] = term(CKA_TOKEN, &FALSE_, 1);
+    expect_find(st, t, 2, NULL, 0);
+    /* With an indexed term anywhere in the template, that term leads. */
+    t[0] = term(CKA_ENCRYPT, &T, 1);
+    t[1] = term(CKA_TOKEN, &T, 1);
+    t[2] = term(CKA_LABEL, "c", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 3));
+    expect_find(st, t, 3, &c, 1);
+    t[2] = term(CKA_PRIVATE, &T, 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 3));
+    expect_find(st, t, 3, &a, 1);
+    /* Side values come with walked hits too. */
+    store_found f;
+    CK_ATTRIBUTE_TYPE side[1] = { CKA_LABEL };
+    t[0] = term(CKA_ENCRYPT, &FALSE_, 1);
+    CU_ASSERT_EQUAL_FATAL(store_find_with(st, t, 1, side, 1, &f), CKR_OK);
+    CU_ASSERT_EQUAL_FATAL(f.count, 1);
+    CU_ASSERT_EQUAL(f.hits[0].handle, b);
+    CU_ASSERT_EQUAL(f.hits[0].len[0], 1);
+    store_found_free(&f);
+    /* The guard of a guarded insert must be a type the index holds. */
+    CK_OBJECT_HANDLE h = 0;
+    store_attr one = plain(CKA_LABEL, "d", 1);
+    CK_ATTRIBUTE guard = term(CKA_ENCRYPT, &T, 1);
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+                    CKR_ARGUMENTS_BAD);
+    guard = term(CKA_LABEL, "a", 1);
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+                    CKR_ACTION_PROHIBITED);
+    guard = term(CKA_LABEL, "zz", 2);
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+                    CKR_OK);
+    store_close(st);
+}
+
+static void test_version_2_file_gets_the_version_3_index(void)
+{
+    store *st = make_token("v2.db", "0000000000000051");
+    CK_OBJECT_HANDLE a = insert_flags(st, "a", true, false);
+    CK_OBJECT_HANDLE b = insert_flags(st, "b", false, false);
+    store_close(st);
+    /* The file as version 2 built it: every clear attribute in the index. */
+    raw_exec("v2.db", "DROP INDEX attrs_find;"
+                      "CREATE INDEX attrs_find ON attrs(type, value, sealed) WHERE sealed = 0;"
+                      "PRAGMA user_version = 2;");
+    CU_ASSERT_EQUAL(raw_int("v2.db", "SELECT count(*) FROM attrs INDEXED BY attrs_find"
+                                     " WHERE type = 260 AND sealed = 0"), 2);
+    st = reopen("v2.db");
+    CU_ASSERT_EQUAL(raw_int("v2.db", "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    CU_ASSERT_EQUAL(raw_int("v2.db", "SELECT count(*) FROM sqlite_schema WHERE name = 'attrs_find'"
+                                     " AND sql LIKE '%type <> 528%'"), 1);
+    CK_ATTRIBUTE t = term(CKA_LABEL, "b", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, &t, 1));
+    expect_find(st, &t, 1, &b, 1);
+    t = term(CKA_ENCRYPT, &T, 1);
+    expect_find(st, &t, 1, &a, 1);
+    store_close(st);
+}
+
 /* ---- sharing one file ------------------------------------------------------------- */
 
 static void test_two_handles_see_each_others_commits(void)
@@ -1343,6 +1467,9 @@ static const cunit_case CASES[] = {
     CASE(test_find_with_long_and_repeated_templates),
     CASE(test_find_empty_value_matches_only_empty),
     CASE(test_find_with_reads_side_values_of_each_hit),
+    CASE(test_index_list_matches_its_sql_text),
+    CASE(test_searches_start_from_the_index_or_walk_objects_for_unindexed_terms),
+    CASE(test_version_2_file_gets_the_version_3_index),
     CASE(test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused),
     CASE(test_two_handles_see_each_others_commits),
     CASE(test_one_store_is_safe_across_threads),
