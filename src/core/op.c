@@ -15,16 +15,6 @@
 #include "util/buf.h"
 #include "util/secmem.h"
 
-static const CK_FLAGS op_flag[MECH_OP_COUNT] = {
-    [MECH_OP_ENCRYPT] = CKF_ENCRYPT,
-    [MECH_OP_DECRYPT] = CKF_DECRYPT,
-    [MECH_OP_SIGN] = CKF_SIGN,
-    [MECH_OP_VERIFY] = CKF_VERIFY,
-    [MECH_OP_DIGEST] = CKF_DIGEST,
-    [MECH_OP_WRAP] = CKF_WRAP,
-    [MECH_OP_UNWRAP] = CKF_UNWRAP,
-};
-
 /* The role action of each kind (docs/roles.md). */
 static const role_action op_action[MECH_OP_COUNT] = {
     [MECH_OP_ENCRYPT] = ACT_ENCRYPT,
@@ -64,7 +54,7 @@ CK_RV op_mech(CK_MECHANISM_PTR m, mech_op kind, const mech_desc **out)
 {
     const mech_desc *d = mech_find(m->mechanism);
     bool wrapping = kind == MECH_OP_WRAP || kind == MECH_OP_UNWRAP;
-    ENSURE(d != NULL && (d->info_flags & op_flag[kind]), CKR_MECHANISM_INVALID);
+    ENSURE(d != NULL && mech_op_allowed(d, kind), CKR_MECHANISM_INVALID);
     ENSURE(wrapping ? (kind == MECH_OP_WRAP ? d->ops->wrap : d->ops->unwrap) != NULL
                     : d->ops->init != NULL,
            CKR_MECHANISM_INVALID);

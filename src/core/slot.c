@@ -35,18 +35,24 @@ static token *token_new(CK_SLOT_ID id)
     return t;
 }
 
-void token_free(token *t)
+/* Every session object of the token, released (t->lock held). */
+static void session_objects_drop_locked(token *t)
 {
-    if (t == NULL)
-        return;
-    pthread_mutex_lock(&t->lock);
-    login_clear_locked(t);
     size_t pos = 0;
     uint64_t key;
     void *val;
     while (hmap_next(&t->sobjs, &pos, &key, &val))
         object_unref(val);
     hmap_free(&t->sobjs);
+}
+
+void token_free(token *t)
+{
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    login_clear_locked(t);
+    session_objects_drop_locked(t);
     hmap_free(&t->cache);
     family_counters_free_locked(t);
     audit_close(t->audit);
@@ -288,12 +294,7 @@ CK_RV core_init_token(CK_SLOT_ID id, const uint8_t *pin, size_t pinlen, const ui
             core_audit_token_event(t, "C_InitToken", rv);
         GUARD_OUT(rv);
         login_clear_locked(t);
-        size_t pos = 0;
-        uint64_t key;
-        void *val;
-        while (hmap_next(&t->sobjs, &pos, &key, &val))
-            object_unref(val);
-        hmap_free(&t->sobjs);
+        session_objects_drop_locked(t);
         GUARD_OUT(crypto_random(mk, STORE_MK_LEN));
         GUARD_OUT(login_seal_for(t, USER_NAME_SO, CKU_SO, CUSTOS_ROLE_ADMIN, pin, pinlen, mk, &so));
         GUARD_OUT(store_reinit(t->st, info.label, &so));

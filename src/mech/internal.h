@@ -59,8 +59,6 @@ typedef struct mech_aead_family {
 extern const mech_aead_family mech_gcm_family;    /* aes_gcm.c */
 extern const mech_aead_family mech_chacha_family; /* chacha.c */
 
-/* Does the row's CK_MECHANISM_INFO.flags allow op? */
-bool mech_op_allowed(const mech_desc *d, mech_op op);
 /* The common parameter rule "no parameter": NULL and 0, else
  * CKR_MECHANISM_PARAM_INVALID. */
 CK_RV mech_no_param(const CK_MECHANISM *m) CUSTOS_WUR;

@@ -125,6 +125,8 @@ struct mech_desc {
 
 /* The row for a mechanism, or NULL. */
 const mech_desc *mech_find(CK_MECHANISM_TYPE type);
+/* Does the row's CK_MECHANISM_INFO.flags allow op? */
+bool mech_op_allowed(const mech_desc *d, mech_op op);
 /* Row i of the table (0 .. mech_count()-1), for listing. */
 const mech_desc *mech_at(size_t i);
 size_t mech_count(void);

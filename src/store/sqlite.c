@@ -986,10 +986,23 @@ out:
     return rv;
 }
 
+/* Inside the caller's write transaction: the object row, then its
+ * attributes. The handle is bound into every sealed value's AAD, so it must
+ * be known before sealing: the row comes first. */
+static CK_RV insert_object_locked(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
+                                  CK_OBJECT_HANDLE *out)
+{
+    sqlite3_stmt *s = NULL;
+    GUARD(stmt(st, S_OBJ_INSERT, &s));
+    GUARD(bind_int(s, 1, (int64_t)time(NULL)));
+    GUARD(run(s));
+    *out = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
+    return put_attrs_locked(st, mk, *out, attrs, n);
+}
+
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
                           CK_OBJECT_HANDLE *out)
 {
-    sqlite3_stmt *s = NULL;
     CK_OBJECT_HANDLE h;
     CK_RV rv;
 
@@ -997,13 +1010,7 @@ CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
     GUARD(check_attrs(mk, attrs, n));
     lock(st);
     GUARD_OUT(begin_write(st));
-    GUARD_OUT(stmt(st, S_OBJ_INSERT, &s));
-    GUARD_OUT(bind_int(s, 1, (int64_t)time(NULL)));
-    GUARD_OUT(run(s));
-    /* The handle is bound into every sealed value's AAD, so it must be known
-     * before sealing: insert the object row first, inside the transaction. */
-    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
-    GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
+    GUARD_OUT(insert_object_locked(st, mk, attrs, n, &h));
     GUARD_OUT(commit(st));
     *out = h;
 out:
@@ -1731,11 +1738,7 @@ CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr 
         ENSURE_OUT(rc == SQLITE_ROW, CKR_OBJECT_HANDLE_INVALID);
         GUARD_OUT(put_attrs_locked(st, mk, upd_h, upd, upd_n));
     }
-    GUARD_OUT(stmt(st, S_OBJ_INSERT, &s));
-    GUARD_OUT(bind_int(s, 1, (int64_t)time(NULL)));
-    GUARD_OUT(run(s));
-    h = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
-    GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
+    GUARD_OUT(insert_object_locked(st, mk, attrs, n, &h));
     GUARD_OUT(commit(st));
     *out = h;
 out:
