@@ -71,6 +71,15 @@ enum store_stmt {
     "type <> 368 AND type <> 369 AND type <> 370 AND type <> 514 AND " \
     "type <> 528"
 extern const CK_ATTRIBUTE_TYPE STORE_UNINDEXED[21];
+
+/* The whole predicate of the search index (schema version 4): clear values
+ * only, no empty value, no type of STORE_UNINDEXED. Empty values (a key's
+ * CKA_START_DATE and CKA_END_DATE, its empty templates and mechanism list,
+ * an unset CKA_ID) were half of a key's index entries and a leaf page each
+ * to write for every key made; a search with an empty value walks the
+ * objects instead (store_find_with). A query meant to use the index repeats
+ * "value <> x''" on its leading term. */
+#define STORE_INDEX_WHERE "sealed = 0 AND value <> x'' AND " STORE_UNINDEXED_SQL
 bool store_type_indexed(CK_ATTRIBUTE_TYPE type);
 
 /* Templates of up to this many terms are found with one cached statement;

@@ -51,8 +51,8 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
     /* For indexed types only (store_object_insert_unless): the terms of the
      * index's own WHERE let SQLite use the partial index attrs_find. */
-    [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND sealed = 0"
-                      " AND " STORE_UNINDEXED_SQL " LIMIT 1",
+    [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND "
+                      STORE_INDEX_WHERE " LIMIT 1",
     [S_ATTR_GET] = "SELECT value FROM attrs WHERE handle = ?1 AND type = ?2 AND sealed = 0",
     [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
     [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
@@ -1163,12 +1163,12 @@ bool store_type_indexed(CK_ATTRIBUTE_TYPE type)
     return true;
 }
 
-/* How well a term is likely to narrow a search: types the index leaves out
- * last, then other broad types, then the longer the value the rarer (a
+/* How well a term is likely to narrow a search: terms the index leaves out
+ * (unindexed types, empty values) last, then other broad types, then the longer the value the rarer (a
  * label or an id beats a CK_ULONG). */
 static size_t narrowness(const CK_ATTRIBUTE *t)
 {
-    if (!store_type_indexed(t->type))
+    if (!store_type_indexed(t->type) || t->ulValueLen == 0)
         return 0;
     for (size_t i = 0; i < ARRAY_LEN(BROAD); i++)
         if (BROAD[i] == t->type)
@@ -1188,6 +1188,13 @@ static void rank_terms(const CK_ATTRIBUTE *tmpl, size_t n, size_t *order)
         }
         order[j] = i;
     }
+}
+
+/* Does the search walk the objects: no term of the k ranked first is in
+ * the index (an unindexed type or an empty value)? */
+static bool walks_objects(const CK_ATTRIBUTE *tmpl, const size_t *order, size_t k)
+{
+    return k > 0 && narrowness(&tmpl[order[0]]) == 0;
 }
 
 /* The n-term search (1 <= n <= STORE_FIND_TERMS), prepared once: the first
@@ -1257,10 +1264,11 @@ static CK_RV find_stmt(store *st, store_conn *c, size_t n, bool scan, sqlite3_st
         ok = ok && append(sql, sizeof(sql), &off, " FROM attrs AS t0");
         for (size_t i = 1; i < n; i++)
             ok = ok && append(sql, sizeof(sql), &off, " CROSS JOIN attrs AS t%zu", i);
-        /* The terms of the index's own WHERE (STORE_UNINDEXED_SQL, here
-         * on t0) let SQLite use the partial index attrs_find. */
+        /* The terms of the index's own WHERE (STORE_INDEX_WHERE, here on
+         * t0) let SQLite use the partial index attrs_find. */
         ok = ok && append(sql, sizeof(sql), &off,
-                          " WHERE t0.type = ?1 AND t0.value = ?2 AND t0.sealed = 0");
+                          " WHERE t0.type = ?1 AND t0.value = ?2 AND t0.sealed = 0"
+                          " AND t0.value <> x''");
         for (size_t i = 0; i < ARRAY_LEN(STORE_UNINDEXED); i++)
             ok = ok && append(sql, sizeof(sql), &off, " AND t0.type <> %lu",
                               (unsigned long)STORE_UNINDEXED[i]);
@@ -1384,8 +1392,8 @@ CK_RV store_find_with(store *st, const CK_ATTRIBUTE *tmpl, size_t n, const CK_AT
      * read transaction keeps them all on one snapshot. */
     if (n > k)
         GUARD_OUT(conn_run_id(st, c, S_BEGIN_READ));
-    /* Ranked first is a type the index holds, unless none is. */
-    GUARD_OUT(find_stmt(st, c, k, k > 0 && !store_type_indexed(tmpl[order[0]].type), &s));
+    /* Ranked first is a term the index holds, unless none is. */
+    GUARD_OUT(find_stmt(st, c, k, walks_objects(tmpl, order, k), &s));
     for (size_t i = 0; i < k; i++)
         GUARD_OUT(bind_term(s, (int)(2 * i + 1), &tmpl[order[i]]));
     for (size_t i = 0; i < STORE_FIND_SIDE; i++) {
@@ -1434,7 +1442,7 @@ CK_RV store_find_plan(store *st, const CK_ATTRIBUTE *tmpl, size_t n, char *out, 
     out[0] = '\0';
     rank_terms(tmpl, n, order);
     lock(st);
-    GUARD_OUT(find_stmt(st, &st->c, k, k > 0 && !store_type_indexed(tmpl[order[0]].type), &s));
+    GUARD_OUT(find_stmt(st, &st->c, k, walks_objects(tmpl, order, k), &s));
     sql = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(s));
     ENSURE_OUT(sql != NULL, CKR_HOST_MEMORY);
     ENSURE_OUT(sqlite3_prepare_v2(st->c.db, sql, -1, &plan, NULL) == SQLITE_OK, CKR_GENERAL_ERROR);
@@ -1717,7 +1725,7 @@ CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr 
     ENSURE(st != NULL && out != NULL && unless != NULL, CKR_ARGUMENTS_BAD);
     ENSURE(unless->pValue != NULL || unless->ulValueLen == 0, CKR_ARGUMENTS_BAD);
     /* The guard is answered by the index (S_ATTR_EXISTS). */
-    ENSURE(store_type_indexed(unless->type), CKR_ARGUMENTS_BAD);
+    ENSURE(store_type_indexed(unless->type) && unless->ulValueLen > 0, CKR_ARGUMENTS_BAD);
     GUARD(check_attrs(mk, attrs, n));
     GUARD(check_attrs(mk, upd, upd_n));
     lock(st);

@@ -18,7 +18,7 @@
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_MK_LEN 32
 #define STORE_SEALED_MK_LEN (STORE_MK_LEN + CRYPTO_SEAL_OVERHEAD)
 

@@ -1126,6 +1126,75 @@ static void test_version_2_file_gets_the_version_3_index(void)
     store_close(st);
 }
 
+/* Schema version 4: empty values are not in the index; a search whose terms
+ * are all empty or unindexed walks the objects and still finds them. */
+static void test_empty_values_are_found_by_walking_objects(void)
+{
+    store *st = make_token("emptyval.db", "0000000000000052");
+    CK_OBJECT_HANDLE h[3] = { 0 };
+    for (int i = 0; i < 3; i++) {
+        store_attr a[3] = {
+            plain(CKA_CLASS, &SECRET, sizeof(SECRET)),
+            plain(CKA_LABEL, i == 2 ? "" : "k", i == 2 ? 0 : 1),
+            plain(CKA_ID, i == 0 ? "\x01" : "", i == 0 ? 1 : 0),
+        };
+        CU_ASSERT_EQUAL(store_object_insert(st, NULL, a, 3, &h[i]), CKR_OK);
+    }
+    CU_ASSERT_EQUAL(raw_int("emptyval.db", "SELECT count(*) FROM attrs INDEXED BY attrs_find"
+                                        " WHERE type = 258 AND value <> x'' AND sealed = 0"
+                                        " AND " STORE_UNINDEXED_SQL), 1);
+    CK_ATTRIBUTE t[2];
+    t[0] = term(CKA_ID, "", 0);
+    CU_ASSERT_FALSE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, (CK_OBJECT_HANDLE[]){ h[1], h[2] }, 2);
+    t[0] = term(CKA_ID, "\x01", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 1));
+    expect_find(st, t, 1, &h[0], 1);
+    /* An empty term beside a non-empty one: the non-empty one leads. */
+    t[0] = term(CKA_ID, "", 0);
+    t[1] = term(CKA_LABEL, "k", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, t, 2));
+    expect_find(st, t, 2, &h[1], 1);
+    t[1] = term(CKA_LABEL, "", 0);
+    CU_ASSERT_FALSE(plan_uses_index(st, t, 2));
+    expect_find(st, t, 2, &h[2], 1);
+    /* A guard must be a value the index holds: an empty one is refused. */
+    CK_OBJECT_HANDLE g = 0;
+    store_attr one = plain(CKA_LABEL, "g", 1);
+    CK_ATTRIBUTE guard = term(CKA_ID, "", 0);
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &g),
+                    CKR_ARGUMENTS_BAD);
+    store_close(st);
+}
+
+static void test_version_3_file_gets_the_version_4_index(void)
+{
+    store *st = make_token("v3.db", "0000000000000053");
+    CK_OBJECT_HANDLE a = insert_flags(st, "a", true, false);
+    store_attr e = plain(CKA_ID, "", 0);
+    CK_OBJECT_HANDLE b = 0;
+    CU_ASSERT_EQUAL(store_object_insert(st, NULL, &e, 1, &b), CKR_OK);
+    store_close(st);
+    /* The file as version 3 built it: empty values in the index. */
+    raw_exec("v3.db", "DROP INDEX attrs_find;"
+                      "CREATE INDEX attrs_find ON attrs(type, value, sealed)"
+                      " WHERE sealed = 0 AND " STORE_UNINDEXED_SQL ";"
+                      "PRAGMA user_version = 3;");
+    CU_ASSERT_EQUAL(raw_int("v3.db", "SELECT count(*) FROM attrs INDEXED BY attrs_find"
+                                     " WHERE type = 258 AND sealed = 0 AND " STORE_UNINDEXED_SQL),
+                    1);
+    st = reopen("v3.db");
+    CU_ASSERT_EQUAL(raw_int("v3.db", "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    CU_ASSERT_EQUAL(raw_int("v3.db", "SELECT count(*) FROM sqlite_schema WHERE name = 'attrs_find'"
+                                     " AND instr(sql, 'value <> x''''') > 0"), 1);
+    CK_ATTRIBUTE t = term(CKA_ID, "", 0);
+    expect_find(st, &t, 1, &b, 1);
+    t = term(CKA_LABEL, "a", 1);
+    CU_ASSERT_TRUE(plan_uses_index(st, &t, 1));
+    expect_find(st, &t, 1, &a, 1);
+    store_close(st);
+}
+
 /* ---- sharing one file ------------------------------------------------------------- */
 
 static void test_two_handles_see_each_others_commits(void)
@@ -1470,6 +1539,8 @@ static const cunit_case CASES[] = {
     CASE(test_index_list_matches_its_sql_text),
     CASE(test_searches_start_from_the_index_or_walk_objects_for_unindexed_terms),
     CASE(test_version_2_file_gets_the_version_3_index),
+    CASE(test_empty_values_are_found_by_walking_objects),
+    CASE(test_version_3_file_gets_the_version_4_index),
     CASE(test_mmap_reads_see_the_same_data_and_bad_sizes_are_refused),
     CASE(test_two_handles_see_each_others_commits),
     CASE(test_one_store_is_safe_across_threads),
