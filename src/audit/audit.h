@@ -98,6 +98,14 @@ CK_RV audit_record(audit_log *a, const audit_event *e) CUSTOS_WUR;
  * when it cannot. For fail-closed callers, before an operation that changes
  * something ([audit] required). */
 CK_RV audit_ready(audit_log *a) CUSTOS_WUR;
+/* The outbox (docs/audit.md, "The outbox"): the record of a change to the
+ * token goes into the token file in the change's own transaction
+ * (store_object_insert_audited) and joins the chain later, in batches.
+ * audit_outbox_row fills the row for event e (its rv is the call's result
+ * if the change commits: CKR_OK); audit_outbox_added says one was committed,
+ * so that this process drains it within flush_ms, or at once past a batch. */
+void audit_outbox_row(audit_log *a, const audit_event *e, audit_row *row);
+void audit_outbox_added(audit_log *a);
 /* Write pending aggregates now: all of them (force) or those older than
  * flush_ms. */
 CK_RV audit_flush(audit_log *a, bool force) CUSTOS_WUR;

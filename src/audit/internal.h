@@ -15,6 +15,14 @@
  * `custos audit clear-alerts`, so every process learns of it. */
 #define AUDIT_CLEARED_META "audit_alerts_cleared"
 #define AUDIT_HEAD_LABEL "custos-audit-head-v1"
+/* The outbox is drained within flush_ms of a record, or at once when this
+ * many of this process's records wait there; one drain takes at most
+ * OUTBOX_TAKE rows (one audit file transaction). The audit file's meta
+ * key OUTBOX_NOTE holds the id (8 bytes big-endian) and the SHA-256 of the
+ * last outbox row it took. */
+#define OUTBOX_BATCH 64
+#define OUTBOX_TAKE 1024
+#define OUTBOX_NOTE "outbox_taken"
 /* The longest JSON line of one record (every field at its maximum, every
  * byte escaped as \u00XX) fits in this. */
 #define AUDIT_JSON_MAX 8192
@@ -113,6 +121,14 @@ struct audit_log {
     size_t n_tripped;
     int64_t next_clear_check;     /* monotonic us */
 
+    /* The outbox (docs/audit.md, "The outbox"): records of this process
+     * put in the token's outbox and not yet seen drained (atomic; 1 at open
+     * when another process left some). ob_rows: the rows of a drain
+     * (write_mu). */
+    uint64_t ob_pending;
+    audit_row *ob_rows;
+    size_t ob_cap;
+
     CK_RV fail_rv;                /* atomic: result of the last write */
     char *line;                   /* AUDIT_JSON_MAX, the mirror's (write_mu) */
 
@@ -123,8 +139,9 @@ struct audit_log {
 };
 
 /* Append rows (every column but seq and the MACs filled) as one chained
- * transaction, advance the head in the token, mirror to syslog. The caller
- * holds a->write_mu. */
+ * transaction, after whatever the token's outbox holds when this process
+ * has records pending there (n may be 0), advance the head in the token,
+ * mirror to syslog. The caller holds a->write_mu. */
 CK_RV audit_write_locked(audit_log *a, audit_row *rows, size_t n) CUSTOS_WUR;
 /* Send one message to the local syslog socket as "custos", facility
  * authpriv, at this priority (LOG_INFO, LOG_WARNING). Best effort. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "audit/internal.h"
+#include "util/be.h"
 #include "util/secmem.h"
 
 #define DEFAULT_FLUSH_MS 1000
@@ -110,6 +111,7 @@ static void free_log(audit_log *a)
     free(a->groups);
     free(a->slots);
     free(a->staging);
+    free(a->ob_rows);
     free(a->line);
     if (a->syslog_fd >= 0)
         close(a->syslog_fd);
@@ -118,6 +120,15 @@ static void free_log(audit_log *a)
     pthread_mutex_destroy(&a->alert_mu);
     pthread_mutex_destroy(&a->syslog_mu);
     free(a);
+}
+
+static CK_RV any_row(void *ctx, int64_t id, const uint8_t *row, size_t len)
+{
+    (void)id;
+    (void)row;
+    (void)len;
+    *(bool *)ctx = true;
+    return CKR_OK;
 }
 
 CK_RV audit_open(const char *token_path, store *st, const audit_policy *p, audit_log **out)
@@ -159,6 +170,14 @@ CK_RV audit_open(const char *token_path, store *st, const audit_policy *p, audit
         GUARD_OUT(audit_db_serialised(a->db, make_key, a));
     GUARD_OUT(crypto_hmac_new(MD_SHA256, a->key, AUDIT_KEY_LEN, &a->hmac));
     read_context(&a->ctx);
+    /* Records another process left in the outbox (it was killed before
+     * draining them): this one drains them with its first flush. */
+    found = false;
+    GUARD_OUT(store_outbox_read(a->st, 0, 1, any_row, &found));
+    if (found) {
+        a->ob_pending = 1;
+        a->deadline_ns = 0;
+    }
     *out = a;
     a = NULL;
 out:
@@ -265,27 +284,176 @@ void audit_syslog(audit_log *a, int priority, const char *msg)
     pthread_mutex_unlock(&a->syslog_mu);
 }
 
+/* ---- the outbox ---------------------------------------------------------------------- */
+
+void audit_outbox_row(audit_log *a, const audit_event *e, audit_row *row)
+{
+    audit_row_from_event(row, &a->ctx, e, audit_now_us());
+}
+
+/* Lower the flush deadline to t (never raise it: an aggregate may be due
+ * sooner). */
+static void deadline_at_most(audit_log *a, uint64_t t)
+{
+    uint64_t cur = __atomic_load_n(&a->deadline_ns, __ATOMIC_RELAXED);
+    while (t < cur && !__atomic_compare_exchange_n(&a->deadline_ns, &cur, t, true,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+void audit_outbox_added(audit_log *a)
+{
+    if (a == NULL)
+        return;
+    uint64_t p = __atomic_add_fetch(&a->ob_pending, 1, __ATOMIC_RELAXED);
+    deadline_at_most(a, p >= OUTBOX_BATCH ? 0
+                                          : audit_mono_coarse_ns() +
+                                                (uint64_t)a->pol.flush_ms * 1000000u);
+}
+
+/* What a drain has taken so far. */
+typedef struct take_ctx {
+    audit_log *a;
+    size_t n;
+    int64_t last_id;
+    uint8_t last_hash[32];
+    /* checking the audit file's note: */
+    int64_t want_id;
+    const uint8_t *want_hash;
+    bool match;
+} take_ctx;
+
+static CK_RV check_note(void *ctx, int64_t id, const uint8_t *row, size_t len)
+{
+    take_ctx *t = ctx;
+    uint8_t h[32];
+    GUARD(crypto_md_oneshot(MD_SHA256, row, len, h));
+    t->match = id == t->want_id && memcmp(h, t->want_hash, sizeof(h)) == 0;
+    return CKR_OK;
+}
+
+static CK_RV take_row(void *ctx, int64_t id, const uint8_t *row, size_t len)
+{
+    take_ctx *t = ctx;
+    audit_log *a = t->a;
+    if (t->n == a->ob_cap) {
+        size_t cap = a->ob_cap ? 2 * a->ob_cap : 64;
+        audit_row *r = realloc(a->ob_rows, cap * sizeof(*r));
+        ENSURE(r != NULL, CKR_HOST_MEMORY);
+        a->ob_rows = r;
+        a->ob_cap = cap;
+    }
+    audit_row *r = &a->ob_rows[t->n];
+    if (!audit_row_unpack(row, len, r)) {
+        /* Only a hand-edited token file has one: say so in the chain
+         * instead of stopping every drain after it. */
+        audit_event e;
+        memset(&e, 0, sizeof(e));
+        e.kind = AUDIT_EVENT;
+        e.function = "audit outbox";
+        e.mech = CK_UNAVAILABLE_INFORMATION;
+        e.user = "";
+        e.rv = CKR_DEVICE_ERROR;
+        e.deny_reason = "malformed record in the token's outbox";
+        audit_row_from_event(r, &a->ctx, &e, audit_now_us());
+    }
+    GUARD(crypto_md_oneshot(MD_SHA256, row, len, t->last_hash));
+    t->last_id = id;
+    t->n++;
+    return CKR_OK;
+}
+
+/* Inside the audit file's write transaction: chain what the outbox holds
+ * beyond what this file already took. The file notes the id and SHA-256 of
+ * the last outbox row it took (OUTBOX_NOTE); when that row is still in the
+ * outbox, its delete from the token file was lost (a crash or power cut
+ * after this file's commit), so every row up to it is skipped, and deleted
+ * with this drain. *upto: the outbox rows now in the chain; *more: rows
+ * were left for another drain. */
+static CK_RV outbox_take_locked(audit_log *a, size_t *n, int64_t *upto, bool *more)
+{
+    uint8_t note[8 + 32];
+    size_t len = 0;
+    bool found = false;
+    take_ctx t = { .a = a };
+
+    *n = 0;
+    *upto = 0;
+    *more = false;
+    GUARD(audit_db_meta_get_locked(a->db, OUTBOX_NOTE, note, sizeof(note), &len, &found));
+    if (found && len == sizeof(note)) {
+        t.want_id = (int64_t)be_get(note, 8);
+        t.want_hash = note + 8;
+        if (t.want_id > 0)
+            GUARD(store_outbox_read(a->st, t.want_id - 1, 1, check_note, &t));
+        if (t.match)
+            *upto = t.want_id;
+    }
+    GUARD(store_outbox_read(a->st, *upto, OUTBOX_TAKE, take_row, &t));
+    *more = t.n == OUTBOX_TAKE;
+    if (t.n == 0)
+        return CKR_OK;
+    GUARD(audit_db_append_locked(a->db, a->ob_rows, t.n, audit_chain_seal, a->hmac));
+    be_put(note, (uint64_t)t.last_id, 8);
+    memcpy(note + 8, t.last_hash, 32);
+    GUARD(audit_db_meta_put_locked(a->db, OUTBOX_NOTE, note, sizeof(note)));
+    *n = t.n;
+    *upto = t.last_id;
+    return CKR_OK;
+}
+
+static void mirror(audit_log *a, const audit_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (audit_row_json(&rows[i], a->line, AUDIT_JSON_MAX) > 0)
+            audit_syslog(a, LOG_INFO, a->line);
+}
+
 /* ---- the write path ----------------------------------------------------------------- */
 
 CK_RV audit_write_locked(audit_log *a, audit_row *rows, size_t n)
 {
-    CK_RV rv, hrv;
-    uint8_t tag[AUDIT_MAC_LEN];
+    CK_RV rv, crv, hrv;
+    uint8_t tag[AUDIT_MAC_LEN] = { 0 };
+    uint64_t pend = __atomic_load_n(&a->ob_pending, __ATOMIC_RELAXED);
+    size_t nd = 0;
+    int64_t upto = 0;
+    bool more = false;
 
-    rv = audit_db_append(a->db, rows, n, audit_chain_seal, a->hmac);
+    if (n == 0 && pend == 0)
+        return CKR_OK;
+    rv = audit_db_begin(a->db);
+    if (rv == CKR_OK) {
+        /* The outbox first: this process's own records keep their order. */
+        if (pend > 0)
+            rv = outbox_take_locked(a, &nd, &upto, &more);
+        if (rv == CKR_OK)
+            rv = audit_db_append_locked(a->db, rows, n, audit_chain_seal, a->hmac);
+        crv = audit_db_end(a->db, rv == CKR_OK);
+        if (rv == CKR_OK)
+            rv = crv;
+    }
     __atomic_store_n(&a->fail_rv, rv, __ATOMIC_RELAXED);
     GUARD(rv);
+    if (pend > 0 && !more)
+        __atomic_sub_fetch(&a->ob_pending, pend, __ATOMIC_RELAXED);
+    if (more)
+        deadline_at_most(a, 0);
     /* The records are durable now. If the head cannot move (the token file
      * is busy or failing), they stay unsealed until the next write moves
-     * it past them; verify reports them as such, not as tampering. */
-    hrv = audit_chain_head_tag(a->hmac, rows[n - 1].seq, rows[n - 1].mac, tag);
-    if (hrv == CKR_OK)
-        hrv = store_audit_head_advance(a->st, (uint64_t)rows[n - 1].seq, rows[n - 1].mac, tag);
-    (void)hrv;
+     * it past them; verify reports them as such, not as tampering. The
+     * outbox rows they came from go in the same token transaction. */
+    const audit_row *last = n > 0 ? &rows[n - 1] : nd > 0 ? &a->ob_rows[nd - 1] : NULL;
+    if (last != NULL || upto > 0) {
+        hrv = last != NULL ? audit_chain_head_tag(a->hmac, last->seq, last->mac, tag) : CKR_OK;
+        if (hrv == CKR_OK)
+            hrv = store_audit_head_advance(a->st, last != NULL ? (uint64_t)last->seq : 0,
+                                           last != NULL ? last->mac : tag, tag, upto);
+        (void)hrv;
+    }
     if (a->pol.syslog) {
-        for (size_t i = 0; i < n; i++)
-            if (audit_row_json(&rows[i], a->line, AUDIT_JSON_MAX) > 0)
-                audit_syslog(a, LOG_INFO, a->line);
+        mirror(a, a->ob_rows, nd);
+        mirror(a, rows, n);
     }
     return CKR_OK;
 }
@@ -487,10 +655,19 @@ static CK_RV stage_locked(audit_log *a, flush_mode m, CK_SESSION_HANDLE s)
     /* A full table is flushed whole, or every call would scan it again. */
     if (m == FLUSH_DUE && a->n_groups >= AGG_MAX)
         m = FLUSH_ALL;
-    for (size_t i = 0; i < a->n_groups; i++)
-        n_due += due(a, &a->groups[i], m, s, now_ns);
-    if (n_due == 0)
+    for (size_t i = 0; i < a->n_groups; i++) {
+        bool d = due(a, &a->groups[i], m, s, now_ns);
+        n_due += d;
+        if (!d && a->groups[i].born_ns + flush_ns < next)
+            next = a->groups[i].born_ns + flush_ns;
+    }
+    if (n_due == 0) {
+        /* The deadline may have been the outbox's, which this flush
+         * drains: the aggregates' own is next. */
+        __atomic_store_n(&a->deadline_ns, next, __ATOMIC_RELAXED);
         return CKR_OK;
+    }
+    next = UINT64_MAX;
     ENSURE(a->n_staged + n_due <= STAGING_MAX, CKR_DEVICE_MEMORY);
     if (a->n_staged + n_due > a->staging_cap) {
         size_t cap = a->n_staged + n_due;
@@ -532,7 +709,8 @@ static CK_RV flush(audit_log *a, flush_mode m, CK_SESSION_HANDLE s, bool wait)
     pthread_mutex_lock(&a->agg_mu);
     rv = stage_locked(a, m, s);
     pthread_mutex_unlock(&a->agg_mu);
-    if (a->n_staged > 0) {
+    /* The outbox drains with whatever is written, or on its own. */
+    if (a->n_staged > 0 || __atomic_load_n(&a->ob_pending, __ATOMIC_RELAXED) > 0) {
         wrv = audit_write_locked(a, a->staging, a->n_staged);
         if (wrv == CKR_OK) {
             a->n_staged = 0;

@@ -86,6 +86,7 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
     ev->count = 0;
     s->ev = ev;
     s->ev_key = NULL;
+    s->ev_outboxed = false;
     s->aud = cls;
     return CKR_OK;
 }
@@ -160,6 +161,51 @@ static void pend(session *s, const audit_event *ev)
         audit_session_push(s);
 }
 
+_Static_assert(sizeof(((session *)0)->who) == sizeof(((token *)0)->user),
+              "a session's copy of the user fits where the token's does");
+
+/* Who the record names: the session's copy of who is logged in, refreshed
+ * under the token lock when a login or logout changed it. user has room
+ * for sizeof(t->user). */
+static void ev_who(session *s, audit_event *ev, char *user)
+{
+    token *t = s->tok;
+    uint64_t g = atomic_load(&t->login_gen);
+    if (s->who_gen != g + 1) {
+        pthread_mutex_lock(&t->lock);
+        g = atomic_load(&t->login_gen);
+        memcpy(s->who, t->user, sizeof(s->who));
+        s->who_roles = t->roles;
+        pthread_mutex_unlock(&t->lock);
+        s->who[sizeof(s->who) - 1] = '\0';
+        s->who_gen = g + 1; /* + 1: 0 means never filled */
+    }
+    memcpy(user, s->who, sizeof(s->who));
+    ev->roles = s->who_roles;
+    ev->user = user;
+}
+
+bool core_audit_outbox_row(session *s, audit_row *row)
+{
+    token *t = s->tok;
+    char user[sizeof(t->user)];
+    if (s->ev == NULL || t->audit == NULL || s->aud != AUD_ALWAYS)
+        return false;
+    audit_event ev = *s->ev;
+    ev.rv = CKR_OK;
+    ev.deny_reason = NULL;
+    if (ev.user == NULL)
+        ev_who(s, &ev, user);
+    if (s->ev_key != NULL) {
+        const aud_key *k = s->ev_key;
+        memcpy(ev.key_label, k->label, sizeof(ev.key_label));
+        memcpy(ev.key_id, k->id, sizeof(ev.key_id));
+        memcpy(ev.key_family, k->family, sizeof(ev.key_family));
+    }
+    audit_outbox_row(t->audit, &ev, row);
+    return true;
+}
+
 CK_RV core_audit_end(session *s, CK_RV rv)
 {
     audit_event *ev = s->ev;
@@ -178,23 +224,15 @@ CK_RV core_audit_end(session *s, CK_RV rv)
         (rv == CKR_OK && s->size_query))
         goto flush;
     ev->rv = rv;
-    if (ev->user == NULL) {
-        /* Who is logged in changes only at login and logout: the session
-         * keeps a copy, refreshed under the token lock when it did. */
-        uint64_t g = atomic_load(&t->login_gen);
-        if (s->who_gen != g + 1) {
-            pthread_mutex_lock(&t->lock);
-            g = atomic_load(&t->login_gen);
-            memcpy(s->who, t->user, sizeof(s->who));
-            s->who_roles = t->roles;
-            pthread_mutex_unlock(&t->lock);
-            s->who[sizeof(s->who) - 1] = '\0';
-            s->who_gen = g + 1; /* + 1: 0 means never filled */
-        }
-        memcpy(user, s->who, sizeof(user));
-        ev->roles = s->who_roles;
-        ev->user = user;
+    if (s->ev_outboxed) {
+        /* Its record went into the outbox with the change, as CKR_OK; a
+         * call that then failed after all gets a record of the failure. */
+        s->ev_outboxed = false;
+        if (rv == CKR_OK)
+            goto flush;
     }
+    if (ev->user == NULL)
+        ev_who(s, ev, user);
     if (rv != CKR_OK) {
         ev->kind = AUDIT_EVENT; /* refusals and failures are written at once */
         if (ev->deny_reason == NULL)

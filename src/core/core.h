@@ -178,6 +178,8 @@ typedef struct session {
                                  ev only if the event is written */
     aud_class aud;
     bool size_query;          /* the call only reported a length */
+    bool ev_outboxed;         /* the record went into the token's audit
+                                 outbox with the change it records */
     struct crypto_md *aad_md; /* SHA-256 of AADs for the audit (lazy) */
     uint8_t last_aad[128];    /* the last AAD hashed, and its digest */
     size_t last_aad_len;
@@ -411,6 +413,11 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
 /* Close it with the call's result, write or aggregate it; returns rv, or
  * the audit failure when required and the record could not be written. */
 CK_RV core_audit_end(session *s, CK_RV rv) CUSTOS_WUR;
+/* The record of the call in progress as it will read if the change the
+ * call is about to commit succeeds (rv CKR_OK), for the token's audit
+ * outbox: false when the call has no record (no trail, no event). Call it
+ * without the token lock. */
+bool core_audit_outbox_row(session *s, audit_row *row);
 /* A session-less call on a token (C_InitToken). */
 void core_audit_token_event(token *t, const char *fn, CK_RV rv);
 /* What the core learns during a call: */

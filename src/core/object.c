@@ -297,6 +297,10 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     bool name_new = s->ev != NULL && s->ev->key == 0 && s->ev->key_label[0] == '\0';
     if (name_new)
         audit_note_key(s, t, o, NULL);
+    /* A token object's record goes into the token file with it, in one
+     * durable commit (docs/audit.md, "The outbox"). */
+    store_audit_rec rec;
+    bool outbox = is_token && core_audit_outbox_row(s, &rec.row);
 
     pthread_mutex_lock(&t->lock);
     if (!is_token) {
@@ -320,12 +324,22 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
         secret |= sa[i].secret;
     }
     ENSURE_OUT(!secret || t->mk != NULL, CKR_USER_NOT_LOGGED_IN);
+    /* The record names the handle the client gets: the store ORs the row
+     * into these bits. */
+    rec.names_object = name_new;
+    if (outbox && name_new)
+        rec.row.key_handle = (int64_t)object_client_handle(t, 0, o->is_private);
     /* On disk before CKR_OK: store_object_insert commits durably. */
     if (unless != NULL)
         GUARD_OUT(store_object_insert_unless(t->st, t->mk, sa, o->attrs.n, unless, upd_row, upd,
-                                             upd_n, &h));
+                                             upd_n, outbox ? &rec : NULL, &h));
     else
-        GUARD_OUT(store_object_insert(t->st, t->mk, sa, o->attrs.n, &h));
+        GUARD_OUT(store_object_insert_audited(t->st, t->mk, sa, o->attrs.n,
+                                              outbox ? &rec : NULL, &h));
+    if (outbox) {
+        s->ev_outboxed = true;
+        audit_outbox_added(t->audit);
+    }
     if (h > HANDLE_ROW_MASK) {
         /* Four billion objects made in this token: handles would collide. */
         rv = store_object_delete(t->st, h);

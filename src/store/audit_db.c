@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 #include "store/audit_db.h"
 #include "store/conn.h"
+#include "util/be.h"
 
 #define MAGIC "custos-audit"
 
@@ -59,7 +60,7 @@ static const char SCHEMA_V1[] =
     "INSERT INTO meta(key, value) VALUES ('magic', CAST('" MAGIC "' AS BLOB));"
     "PRAGMA user_version = 1;";
 
-enum { S_BEGIN, S_COMMIT, S_ROLLBACK, S_LAST, S_INSERT, S_SCAN, S_COUNT_ };
+enum { S_BEGIN, S_COMMIT, S_ROLLBACK, S_LAST, S_META_GET, S_META_PUT, S_INSERT, S_SCAN, S_COUNT_ };
 
 struct audit_db {
     pthread_mutex_t lock;   /* every use of conn */
@@ -101,6 +102,9 @@ static char *sql_for(int id)
         [S_COMMIT] = "COMMIT",
         [S_ROLLBACK] = "ROLLBACK",
         [S_LAST] = "SELECT seq, mac FROM records ORDER BY seq DESC LIMIT 1",
+        [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+        [S_META_PUT] = "INSERT INTO meta(key, value) VALUES (?1, ?2)"
+                       " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     };
     char cols[1024] = "", params[256] = "";
     size_t cl = 0, pl = 0;
@@ -395,7 +399,29 @@ out:
     return rv;
 }
 
-CK_RV audit_db_append(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn seal, void *ctx)
+CK_RV audit_db_begin(audit_db *db)
+{
+    ENSURE(db != NULL, CKR_ARGUMENTS_BAD);
+    pthread_mutex_lock(&db->lock);
+    CK_RV rv = run_id(db, S_BEGIN);
+    if (rv != CKR_OK) {
+        rollback(db);
+        pthread_mutex_unlock(&db->lock);
+    }
+    return rv;
+}
+
+CK_RV audit_db_end(audit_db *db, bool commit)
+{
+    CK_RV rv = commit ? run_id(db, S_COMMIT) : CKR_OK;
+    if (!commit || rv != CKR_OK)
+        rollback(db);
+    pthread_mutex_unlock(&db->lock);
+    return rv;
+}
+
+CK_RV audit_db_append_locked(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn seal,
+                             void *ctx)
 {
     CK_RV rv;
     int64_t seq;
@@ -405,14 +431,12 @@ CK_RV audit_db_append(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn 
     ENSURE(db != NULL && (rows != NULL || n == 0) && seal != NULL, CKR_ARGUMENTS_BAD);
     if (n == 0)
         return CKR_OK;
-    pthread_mutex_lock(&db->lock);
-    GUARD_OUT(run_id(db, S_BEGIN));
-    GUARD_OUT(last_locked(db, &seq, mac));
-    GUARD_OUT(stmt(db, S_INSERT, &ins));
+    GUARD(last_locked(db, &seq, mac));
+    GUARD(stmt(db, S_INSERT, &ins));
     for (size_t i = 0; i < n; i++) {
         rows[i].seq = ++seq;
         memcpy(rows[i].prev_mac, mac, AUDIT_MAC_LEN);
-        GUARD_OUT(seal(ctx, &rows[i]));
+        GUARD(seal(ctx, &rows[i]));
         rv = bind_row(ins, &rows[i]);
         if (rv == CKR_OK) {
             int rc = sqlite3_step(ins);
@@ -420,15 +444,119 @@ CK_RV audit_db_append(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn 
         }
         sqlite3_reset(ins);
         sqlite3_clear_bindings(ins);
-        GUARD_OUT(rv);
+        GUARD(rv);
         memcpy(mac, rows[i].mac, AUDIT_MAC_LEN);
     }
-    rv = run_id(db, S_COMMIT);
+    return CKR_OK;
+}
+
+CK_RV audit_db_append(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn seal, void *ctx)
+{
+    ENSURE(db != NULL && (rows != NULL || n == 0) && seal != NULL, CKR_ARGUMENTS_BAD);
+    if (n == 0)
+        return CKR_OK;
+    GUARD(audit_db_begin(db));
+    CK_RV rv = audit_db_append_locked(db, rows, n, seal, ctx);
+    CK_RV crv = audit_db_end(db, rv == CKR_OK);
+    return rv != CKR_OK ? rv : crv;
+}
+
+CK_RV audit_db_meta_get_locked(audit_db *db, const char *key, uint8_t *buf, size_t cap,
+                               size_t *len, bool *found)
+{
+    sqlite3_stmt *s;
+    CK_RV rv;
+    ENSURE(db != NULL && key != NULL && len != NULL && found != NULL, CKR_ARGUMENTS_BAD);
+    *found = false;
+    *len = 0;
+    GUARD(stmt(db, S_META_GET, &s));
+    ENSURE_OUT(sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) == SQLITE_OK, CKR_DEVICE_ERROR);
+    int rc = sqlite3_step(s);
+    ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, rc_rv(rc));
+    if (rc == SQLITE_ROW) {
+        const void *v = sqlite3_column_blob(s, 0);
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        *len = n;
+        *found = true;
+        if (v != NULL && n <= cap)
+            memcpy(buf, v, n);
+    }
+    rv = CKR_OK;
 out:
-    if (rv != CKR_OK)
-        rollback(db);
-    pthread_mutex_unlock(&db->lock);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
     return rv;
+}
+
+CK_RV audit_db_meta_put_locked(audit_db *db, const char *key, const uint8_t *val, size_t len)
+{
+    sqlite3_stmt *s;
+    CK_RV rv;
+    ENSURE(db != NULL && key != NULL && (val != NULL || len == 0), CKR_ARGUMENTS_BAD);
+    /* The magic belongs to the file format. */
+    ENSURE(strcmp(key, "magic") != 0, CKR_ARGUMENTS_BAD);
+    GUARD(stmt(db, S_META_PUT, &s));
+    if (sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_blob(s, 2, len ? (const void *)val : "", (int)len, SQLITE_STATIC) != SQLITE_OK)
+        ENSURE_OUT(false, CKR_DEVICE_ERROR);
+    int rc = sqlite3_step(s);
+    rv = rc == SQLITE_DONE ? CKR_OK : rc_rv(rc == SQLITE_ROW ? SQLITE_ERROR : rc);
+out:
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rv;
+}
+
+/* ---- the packed row (the token's outbox) ---------------------------------------- */
+
+size_t audit_row_pack(const audit_row *r, uint8_t *out, size_t cap)
+{
+    size_t off = 0;
+    /* AUDIT_COLS[0] is seq: given when the row joins the chain. */
+    for (size_t i = 1; i < AUDIT_NCOLS; i++) {
+        const audit_col *c = &AUDIT_COLS[i];
+        const char *p = (const char *)r + c->off;
+        if (c->type != AUDIT_COL_TEXT) {
+            if (cap - off < 8)
+                return 0;
+            be_put(out + off, (uint64_t) * (const int64_t *)(const void *)p, 8);
+            off += 8;
+            continue;
+        }
+        size_t len = strnlen(p, c->size - 1);
+        if (cap - off < 2 + len)
+            return 0;
+        be_put(out + off, len, 2);
+        memcpy(out + off + 2, p, len);
+        off += 2 + len;
+    }
+    return off;
+}
+
+bool audit_row_unpack(const uint8_t *in, size_t len, audit_row *r)
+{
+    size_t off = 0;
+    memset(r, 0, sizeof(*r));
+    for (size_t i = 1; i < AUDIT_NCOLS; i++) {
+        const audit_col *c = &AUDIT_COLS[i];
+        char *p = (char *)r + c->off;
+        if (c->type != AUDIT_COL_TEXT) {
+            if (len - off < 8)
+                return false;
+            *(int64_t *)(void *)p = (int64_t)be_get(in + off, 8);
+            off += 8;
+            continue;
+        }
+        if (len - off < 2)
+            return false;
+        size_t n = (size_t)be_get(in + off, 2);
+        if (n >= c->size || len - off - 2 < n || memchr(in + off + 2, 0, n) != NULL)
+            return false;
+        memcpy(p, in + off + 2, n);
+        p[n] = '\0';
+        off += 2 + n;
+    }
+    return off == len;
 }
 
 CK_RV audit_db_serialised(audit_db *db, CK_RV (*fn)(void *ctx), void *ctx)

@@ -84,6 +84,34 @@ typedef CK_RV (*audit_db_seal_fn)(void *ctx, audit_row *row);
 CK_RV audit_db_append(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn seal,
                       void *ctx) CUSTOS_WUR;
 
+/* The same in steps, for a caller that appends rows from elsewhere (the
+ * token's outbox) and notes what it took in the same transaction:
+ * audit_db_begin takes the file's write lock (BEGIN IMMEDIATE) and, on
+ * CKR_OK, holds this object's mutex until audit_db_end, which commits
+ * (commit = true) or rolls back, and returns the commit's result. In between
+ * only the *_locked calls, from the same thread. */
+CK_RV audit_db_begin(audit_db *db) CUSTOS_WUR;
+CK_RV audit_db_append_locked(audit_db *db, audit_row *rows, size_t n, audit_db_seal_fn seal,
+                             void *ctx) CUSTOS_WUR;
+/* The audit file's own bookkeeping (its `meta` table; "magic" is refused).
+ * get: *found says whether the key exists, *len is the value's length, and
+ * the value is copied only when it fits cap. */
+CK_RV audit_db_meta_get_locked(audit_db *db, const char *key, uint8_t *buf, size_t cap,
+                               size_t *len, bool *found) CUSTOS_WUR;
+CK_RV audit_db_meta_put_locked(audit_db *db, const char *key, const uint8_t *val,
+                               size_t len) CUSTOS_WUR;
+CK_RV audit_db_end(audit_db *db, bool commit) CUSTOS_WUR;
+
+/* A row without its seq and MACs as bytes (the token's audit outbox keeps
+ * records this way until they join the chain): every column from time_us
+ * on in AUDIT_COLS order, an integer as 8 bytes big-endian, a text as a
+ * 2-byte big-endian length and its bytes. pack returns the length, or 0
+ * when cap is too small (AUDIT_PACKED_MAX always fits); unpack is false for
+ * bytes that are not exactly one packed row. */
+#define AUDIT_PACKED_MAX 1536
+size_t audit_row_pack(const audit_row *r, uint8_t *out, size_t cap);
+bool audit_row_unpack(const uint8_t *in, size_t len, audit_row *r);
+
 /* Called per row in seq order; malformed is NULL, or names what is wrong
  * with the stored row (a column of the wrong type or length; the row then
  * holds what fitted). A non-OK return stops the scan and is returned. */

@@ -47,6 +47,9 @@ enum store_stmt {
     S_AUDIT_HEAD_PUT,
     S_ATTR_GET,
     S_ATTR_EXISTS,
+    S_OUTBOX_PUT,
+    S_OUTBOX_READ,
+    S_OUTBOX_DELETE,
     S_COUNT_
 };
 

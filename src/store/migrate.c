@@ -81,11 +81,23 @@ static const char V4[] =
     "DROP INDEX attrs_find;"
     "CREATE INDEX attrs_find ON attrs(type, value, sealed) WHERE " STORE_INDEX_WHERE ";";
 
+/* Version 4 -> 5: the audit outbox (docs/audit.md, "The outbox"): the
+ * record of a change to the token committed in the change's own
+ * transaction, packed (audit_row_pack), until it joins the chain in the
+ * audit file. AUTOINCREMENT: an id is never reused, so "drained up to id"
+ * names the same rows forever. */
+static const char V5[] =
+    "CREATE TABLE audit_outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " row BLOB NOT NULL"
+    ");";
+
 static const char *const MIGRATIONS[] = {
     V1,
     V2,
     V3,
     V4,
+    V5,
 };
 
 _Static_assert(ARRAY_LEN(MIGRATIONS) == STORE_SCHEMA_VERSION,
@@ -104,6 +116,7 @@ static const char *const PROBES[] = {
     "SELECT 1 FROM attrs INDEXED BY attrs_find WHERE type = 0 AND value = X'00' AND "
     STORE_INDEX_WHERE,
     "SELECT 1 FROM audit_head LIMIT 1",
+    "SELECT 1 FROM audit_outbox LIMIT 1",
 };
 
 /* Run one query returning at most one integer row; *found says whether a

@@ -54,6 +54,9 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_ATTR_EXISTS] = "SELECT 1 FROM attrs WHERE type = ?1 AND value = ?2 AND "
                       STORE_INDEX_WHERE " LIMIT 1",
     [S_ATTR_GET] = "SELECT value FROM attrs WHERE handle = ?1 AND type = ?2 AND sealed = 0",
+    [S_OUTBOX_PUT] = "INSERT INTO audit_outbox(row) VALUES (?1)",
+    [S_OUTBOX_READ] = "SELECT id, row FROM audit_outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [S_OUTBOX_DELETE] = "DELETE FROM audit_outbox WHERE id <= ?1",
     [S_AUDIT_HEAD_GET] = "SELECT seq, mac, tag FROM audit_head WHERE id = 1",
     [S_AUDIT_HEAD_PUT] = "INSERT INTO audit_head(id, seq, mac, tag) VALUES (1, ?1, ?2, ?3)"
                          " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq,"
@@ -989,19 +992,37 @@ out:
 /* Inside the caller's write transaction: the object row, then its
  * attributes. The handle is bound into every sealed value's AAD, so it must
  * be known before sealing: the row comes first. */
+/* The object row, its attributes and (rec != NULL) its audit record. */
 static CK_RV insert_object_locked(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
-                                  CK_OBJECT_HANDLE *out)
+                                  store_audit_rec *rec, CK_OBJECT_HANDLE *out)
 {
     sqlite3_stmt *s = NULL;
+    uint8_t packed[AUDIT_PACKED_MAX];
+    size_t plen;
     GUARD(stmt(st, S_OBJ_INSERT, &s));
     GUARD(bind_int(s, 1, (int64_t)time(NULL)));
     GUARD(run(s));
     *out = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
-    return put_attrs_locked(st, mk, *out, attrs, n);
+    GUARD(put_attrs_locked(st, mk, *out, attrs, n));
+    if (rec == NULL)
+        return CKR_OK;
+    if (rec->names_object)
+        rec->row.key_handle = (int64_t)((CK_OBJECT_HANDLE)rec->row.key_handle | *out);
+    plen = audit_row_pack(&rec->row, packed, sizeof(packed));
+    ENSURE(plen > 0, CKR_GENERAL_ERROR);
+    GUARD(stmt(st, S_OUTBOX_PUT, &s));
+    GUARD(bind_blob(s, 1, packed, plen));
+    return run(s);
 }
 
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
                           CK_OBJECT_HANDLE *out)
+{
+    return store_object_insert_audited(st, mk, attrs, n, NULL, out);
+}
+
+CK_RV store_object_insert_audited(store *st, const uint8_t *mk, const store_attr *attrs,
+                                  size_t n, store_audit_rec *rec, CK_OBJECT_HANDLE *out)
 {
     CK_OBJECT_HANDLE h;
     CK_RV rv;
@@ -1010,7 +1031,7 @@ CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
     GUARD(check_attrs(mk, attrs, n));
     lock(st);
     GUARD_OUT(begin_write(st));
-    GUARD_OUT(insert_object_locked(st, mk, attrs, n, &h));
+    GUARD_OUT(insert_object_locked(st, mk, attrs, n, rec, &h));
     GUARD_OUT(commit(st));
     *out = h;
 out:
@@ -1649,26 +1670,41 @@ out:
     return rv;
 }
 
-CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], const uint8_t tag[32])
+CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32], const uint8_t tag[32],
+                               int64_t outbox_upto)
 {
     sqlite3_stmt *s = NULL;
     CK_RV rv;
 
-    ENSURE(st != NULL && mac != NULL && tag != NULL && seq <= INT64_MAX, CKR_ARGUMENTS_BAD);
+    ENSURE(st != NULL && mac != NULL && tag != NULL && seq <= INT64_MAX && outbox_upto >= 0,
+           CKR_ARGUMENTS_BAD);
     lock(st);
     /* Committed without an fsync of its own (synchronous = NORMAL): the head
      * may lag the records after a power cut, which verify reports as
      * unsealed records, never as tampering (docs/audit.md); it is made
      * durable by the next durable commit to the token file. The records it
-     * seals were fsync'ed before, so the head is never ahead of them. */
+     * seals were fsync'ed before, so the head is never ahead of them. An
+     * outbox delete that is lost the same way is undone by the audit file's
+     * note of what it took (log.c). */
     GUARD_OUT(run_id(st, S_SYNC_NORMAL));
-    GUARD_OUT(stmt(st, S_AUDIT_HEAD_PUT, &s));
-    GUARD_OUT(bind_int(s, 1, (int64_t)seq));
-    GUARD_OUT(bind_blob(s, 2, mac, 32));
-    GUARD_OUT(bind_blob(s, 3, tag, 32));
-    rv = run(s);
+    GUARD_OUT(begin_write(st));
+    if (outbox_upto > 0) {
+        GUARD_OUT(stmt(st, S_OUTBOX_DELETE, &s));
+        GUARD_OUT(bind_int(s, 1, outbox_upto));
+        GUARD_OUT(run(s));
+    }
+    if (seq > 0) {
+        GUARD_OUT(stmt(st, S_AUDIT_HEAD_PUT, &s));
+        GUARD_OUT(bind_int(s, 1, (int64_t)seq));
+        GUARD_OUT(bind_blob(s, 2, mac, 32));
+        GUARD_OUT(bind_blob(s, 3, tag, 32));
+        GUARD_OUT(run(s));
+    }
+    rv = commit(st);
 out:
     sqlite3_reset(s);
+    if (rv != CKR_OK)
+        rollback(st);
     /* Every other commit stays durable: a connection that cannot be put
      * back to FULL is closed (the next use reconnects with FULL). */
     if (st->c.db != NULL && run_id(st, S_SYNC_FULL) != CKR_OK) {
@@ -1676,6 +1712,30 @@ out:
         if (rv == CKR_OK)
             rv = CKR_DEVICE_ERROR;
     }
+    unlock(st);
+    return rv;
+}
+
+CK_RV store_outbox_read(store *st, int64_t after_id, size_t max, store_outbox_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    CK_RV rv;
+    int rc;
+
+    ENSURE(st != NULL && fn != NULL && max > 0 && max <= INT64_MAX, CKR_ARGUMENTS_BAD);
+    lock(st);
+    GUARD_OUT(stmt(st, S_OUTBOX_READ, &s));
+    GUARD_OUT(bind_int(s, 1, after_id));
+    GUARD_OUT(bind_int(s, 2, (int64_t)max));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const uint8_t *v = sqlite3_column_blob(s, 1);
+        size_t len = (size_t)sqlite3_column_bytes(s, 1);
+        GUARD_OUT(fn(ctx, sqlite3_column_int64(s, 0), v != NULL ? v : (const uint8_t *)"", len));
+    }
+    ENSURE_OUT(rc == SQLITE_DONE, store_sqlite_rv(rc));
+    rv = CKR_OK;
+out:
+    sqlite3_reset(s);
     unlock(st);
     return rv;
 }
@@ -1715,7 +1775,8 @@ out:
 
 CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
                                  const CK_ATTRIBUTE *unless, CK_OBJECT_HANDLE upd_h,
-                                 const store_attr *upd, size_t upd_n, CK_OBJECT_HANDLE *out)
+                                 const store_attr *upd, size_t upd_n, store_audit_rec *rec,
+                                 CK_OBJECT_HANDLE *out)
 {
     sqlite3_stmt *s = NULL;
     CK_OBJECT_HANDLE h;
@@ -1746,7 +1807,7 @@ CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr 
         ENSURE_OUT(rc == SQLITE_ROW, CKR_OBJECT_HANDLE_INVALID);
         GUARD_OUT(put_attrs_locked(st, mk, upd_h, upd, upd_n));
     }
-    GUARD_OUT(insert_object_locked(st, mk, attrs, n, &h));
+    GUARD_OUT(insert_object_locked(st, mk, attrs, n, rec, &h));
     GUARD_OUT(commit(st));
     *out = h;
 out:

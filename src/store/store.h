@@ -15,10 +15,11 @@
 #include "pkcs11.h"
 #include "util/guard.h"
 #include "crypto/crypto.h"
+#include "store/audit_db.h"
 
 typedef struct store store;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_MK_LEN 32
 #define STORE_SEALED_MK_LEN (STORE_MK_LEN + CRYPTO_SEAL_OVERHEAD)
 
@@ -111,10 +112,19 @@ CK_RV store_user_delete(store *st, const char *name) CUSTOS_WUR;
 /* found false when no record was ever sealed. */
 CK_RV store_audit_head_get(store *st, uint64_t *seq, uint8_t mac[32], uint8_t tag[32],
                            bool *found) CUSTOS_WUR;
-/* Move the head forward (never back: a lower seq is ignored, CKR_OK).
- * This one commit is not fsync'ed: the records it seals were (audit.md). */
+/* Move the head forward (never back: a lower seq is ignored, CKR_OK) and,
+ * in the same transaction, delete the outbox rows with id <= outbox_upto
+ * (0: none), which the caller has just chained into the audit file. seq 0:
+ * the head stays. This one commit is not fsync'ed: the records it seals
+ * were (audit.md). */
 CK_RV store_audit_head_advance(store *st, uint64_t seq, const uint8_t mac[32],
-                               const uint8_t tag[32]) CUSTOS_WUR;
+                               const uint8_t tag[32], int64_t outbox_upto) CUSTOS_WUR;
+/* The audit outbox (docs/audit.md, "The outbox"). Rows with id > after_id
+ * in id order, at most max of them, each given to fn with its packed bytes
+ * (valid during the call); a non-OK return from fn stops and is returned. */
+typedef CK_RV (*store_outbox_fn)(void *ctx, int64_t id, const uint8_t *row, size_t len);
+CK_RV store_outbox_read(store *st, int64_t after_id, size_t max, store_outbox_fn fn,
+                        void *ctx) CUSTOS_WUR;
 /* How SQLite would run the search for tmpl (n <= 8): EXPLAIN QUERY PLAN's
  * lines joined by "; " into out; for tests, which check that a search
  * starts from the index when it can. */
@@ -149,15 +159,30 @@ typedef struct store_object {
  * CKR_USER_NOT_LOGGED_IN, and nothing is written). */
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs,
                           size_t n, CK_OBJECT_HANDLE *out) CUSTOS_WUR;
+/* The audit record of the call that makes an object (docs/audit.md, "The
+ * outbox"). When names_object is set, the new object's handle is OR'ed into
+ * row.key_handle before the row is stored (the caller leaves there the bits
+ * of the handle the client sees above the row's). */
+typedef struct store_audit_rec {
+    audit_row row;
+    bool names_object;
+} store_audit_rec;
+/* store_object_insert with rec put in the audit outbox in the same
+ * transaction (rec NULL: none): the object and its record are on disk
+ * together or not at all. */
+CK_RV store_object_insert_audited(store *st, const uint8_t *mk, const store_attr *attrs,
+                                  size_t n, store_audit_rec *rec,
+                                  CK_OBJECT_HANDLE *out) CUSTOS_WUR;
 /* store_object_insert, guarded and combined, for key-family rotation
  * (docs/key-families.md): in ONE durable write transaction, insert the new
  * object unless an object already has attribute `unless` (checked under
  * the write lock, so that of racing processes exactly one inserts), and
- * write `upd` into the existing object upd_h (0: none).
+ * write `upd` into the existing object upd_h (0: none), with the audit
+ * record rec as for store_object_insert_audited (NULL: none).
  * CKR_ACTION_PROHIBITED, with nothing written, when `unless` matched. */
 CK_RV store_object_insert_unless(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
                                  const CK_ATTRIBUTE *unless, CK_OBJECT_HANDLE upd_h,
-                                 const store_attr *upd, size_t upd_n,
+                                 const store_attr *upd, size_t upd_n, store_audit_rec *rec,
                                  CK_OBJECT_HANDLE *out) CUSTOS_WUR;
 /* Add n to the named counter (kept in meta, 8 bytes big-endian) atomically
  * across processes, but never beyond limit: *granted gets how much was

@@ -298,16 +298,20 @@ def phase_setup(label):
     aes, mac = os.urandom(32), os.urandom(32)
     put_secret("aes.key", aes)
     put_secret("hmac.key", mac)
-    s.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES), (CKA_TOKEN, CK_TRUE),
+    h_aes = s.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES), (CKA_TOKEN, CK_TRUE),
                     (CKA_PRIVATE, CK_TRUE), (CKA_SENSITIVE, CK_TRUE), (CKA_EXTRACTABLE, CK_FALSE),
                     (CKA_ENCRYPT, CK_TRUE), (CKA_DECRYPT, CK_TRUE), (CKA_WRAP, CK_TRUE),
                     (CKA_UNWRAP, CK_TRUE), (CKA_LABEL, "it-aes"), (CKA_ID, b"\xa1"),
                     (CKA_VALUE, aes)])
-    s.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
+    h_mac = s.createObject([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_GENERIC_SECRET),
                     (CKA_TOKEN, CK_TRUE), (CKA_PRIVATE, CK_TRUE), (CKA_SENSITIVE, CK_TRUE),
                     (CKA_EXTRACTABLE, CK_FALSE), (CKA_SIGN, CK_TRUE), (CKA_VERIFY, CK_TRUE),
                     (CKA_LABEL, "it-hmac"), (CKA_ID, b"\xa2"), (CKA_VALUE, mac)])
     print("# imported it-aes (AES-256) and it-hmac (256-bit generic secret)")
+    # The handles the client got, for check-counts: the records of these creations (written
+    # through the token's audit outbox) must name exactly these.
+    with open(os.path.join(STATE, "setup-handles.json"), "w") as f:
+        json.dump({"it-aes": int(h_aes.value()), "it-hmac": int(h_mac.value())}, f)
     s.logout()
     s.closeSession()
     finalize(lib)
@@ -430,6 +434,13 @@ def phase_check_counts(export, result_files):
     data_ops = sum(r["counts"].get(fn, 0) for r in results for fn in DATA_FUNCTIONS)
     pids = {r["pid"] for r in results}
     mine = [r for r in recs if r["pid"] in pids]
+    with open(os.path.join(STATE, "setup-handles.json")) as f:
+        made = json.load(f)
+    for label, h in sorted(made.items()):
+        got = [r["key_handle"] for r in recs if r["function"] == "C_CreateObject" and
+               r["rv"] == "CKR_OK" and r["key_label"] == label]
+        check(got == [h], "the C_CreateObject record of %s names the handle the client got "
+              "(0x%x, via the outbox)" % (label, h), [h], got)
     data = [r for r in mine if r["kind"] == "data"]
     print("# export: %d records; the workers' (pids %s): %d, of them %d data records "
           "(aggregates) standing for %d data operations" %

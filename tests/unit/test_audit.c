@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sqlite3.h>
 #include "cunit_main.h"
 #include "audit/internal.h"
 #include "custos.h"
@@ -888,6 +889,260 @@ static void test_disabled_audit_writes_nothing(void)
     store_close(st);
 }
 
+/* ---- the outbox ------------------------------------------------------------------- */
+
+/* One integer from the token file, read with a connection of its own. */
+static int64_t token_int(const char *name, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path_of(name), &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+static int64_t outbox_count(const char *name)
+{
+    return token_int(name, "SELECT count(*) FROM audit_outbox");
+}
+
+/* What object_add does for a token object: the object and the record of
+ * its creation in one commit, then tell the log. */
+static CK_OBJECT_HANDLE insert_audited(store *st, audit_log *a, const char *label,
+                                       int64_t high_bits)
+{
+    store_audit_rec rec;
+    audit_event e = event(AUDIT_EVENT, "C_GenerateKey", CKR_OK, NULL);
+    e.key = 0;
+    snprintf(e.key_label, sizeof(e.key_label), "%s", label);
+    audit_outbox_row(a, &e, &rec.row);
+    rec.row.key_handle = high_bits;
+    rec.names_object = true;
+    store_attr at = { CKA_LABEL, (uint8_t *)label, strlen(label), false };
+    CK_OBJECT_HANDLE h = 0;
+    CU_ASSERT_EQUAL(store_object_insert_audited(st, NULL, &at, 1, &rec, &h), CKR_OK);
+    audit_outbox_added(a);
+    return h;
+}
+
+static void test_outbox_records_join_the_chain_before_the_next_record(void)
+{
+    store *st = make_token("ob1.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("ob1.db", st, &p);
+    CK_OBJECT_HANDLE h1 = insert_audited(st, a, "ob-k1", (int64_t)5 << 32);
+    CK_OBJECT_HANDLE h2 = insert_audited(st, a, "ob-k2", 0);
+    /* Durable with the objects, not yet in the chain (flush_ms is 1 s). */
+    CU_ASSERT_EQUAL(outbox_count("ob1.db"), 2);
+    rows v = read_rows("ob1.db");
+    CU_ASSERT_EQUAL(v.n, 0);
+    free(v.r);
+    /* The next record written takes them first, in one transaction. */
+    record_n(a, 1);
+    v = read_rows("ob1.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 3);
+    CU_ASSERT_EQUAL(v.r[0].seq, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].function, "C_GenerateKey");
+    CU_ASSERT_STRING_EQUAL(v.r[0].key_label, "ob-k1");
+    CU_ASSERT_EQUAL((CK_OBJECT_HANDLE)v.r[0].key_handle, ((CK_OBJECT_HANDLE)5 << 32) | h1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].rv, "CKR_OK");
+    CU_ASSERT_STRING_EQUAL(v.r[0].decision, "allowed");
+    CU_ASSERT_STRING_EQUAL(v.r[0].token_user, "alice");
+    CU_ASSERT_EQUAL(v.r[0].pid, (int64_t)getpid());
+    CU_ASSERT_STRING_EQUAL(v.r[1].key_label, "ob-k2");
+    CU_ASSERT_EQUAL((CK_OBJECT_HANDLE)v.r[1].key_handle, h2);
+    CU_ASSERT_EQUAL(v.r[2].key_handle, 100);
+    CU_ASSERT_TRUE(v.r[0].time_us <= v.r[1].time_us && v.r[1].time_us <= v.r[2].time_us);
+    free(v.r);
+    CU_ASSERT_EQUAL(outbox_count("ob1.db"), 0);
+    CU_ASSERT_EQUAL(token_int("ob1.db", "SELECT seq FROM audit_head"), 3);
+    audit_close(a);
+    audit_verify_result r = verify("ob1.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 3);
+    CU_ASSERT_EQUAL(r.sealed_count, 3);
+    store_close(st);
+}
+
+static void test_outbox_drains_after_the_flush_interval_or_a_batch(void)
+{
+    store *st = make_token("ob2.db");
+    audit_policy p = policy();
+    p.flush_ms = 50;
+    audit_log *a = open_log("ob2.db", st, &p);
+    insert_audited(st, a, "ob-first", 0);
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    rows v = read_rows("ob2.db");
+    CU_ASSERT_EQUAL(v.n, 0);
+    free(v.r);
+    usleep(120 * 1000);
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    v = read_rows("ob2.db");
+    CU_ASSERT_EQUAL(v.n, 1);
+    free(v.r);
+    /* A full batch is due at once. */
+    for (int i = 0; i < OUTBOX_BATCH; i++)
+        insert_audited(st, a, "ob-batch", 0);
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    v = read_rows("ob2.db");
+    CU_ASSERT_EQUAL(v.n, 1 + OUTBOX_BATCH);
+    free(v.r);
+    CU_ASSERT_EQUAL(outbox_count("ob2.db"), 0);
+    /* Nothing pending: a flush writes nothing. */
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_OK);
+    v = read_rows("ob2.db");
+    CU_ASSERT_EQUAL(v.n, 1 + OUTBOX_BATCH);
+    free(v.r);
+    audit_close(a);
+    CU_ASSERT_TRUE(verify("ob2.db", st).ok);
+    store_close(st);
+}
+
+static void test_outbox_left_by_a_killed_process_is_drained_by_the_next_open(void)
+{
+    store *st = make_token("ob3.db");
+    store_close(st);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        store *cs = NULL;
+        audit_log *ca = NULL;
+        audit_policy p = policy();
+        if (store_open(path_of("ob3.db"), &cs) != CKR_OK ||
+            audit_open(path_of("ob3.db"), cs, &p, &ca) != CKR_OK)
+            _exit(2);
+        for (int i = 0; i < 3; i++)
+            insert_audited(cs, ca, "ob-orphan", 0);
+        _exit(0); /* killed: no flush, no close */
+    }
+    int status = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(outbox_count("ob3.db"), 3);
+    CU_ASSERT_EQUAL_FATAL(store_open(path_of("ob3.db"), &st), CKR_OK);
+    audit_policy p = policy();
+    audit_log *a = open_log("ob3.db", st, &p);
+    /* Due at the first flush check after the open. */
+    CU_ASSERT_EQUAL(audit_flush(a, false), CKR_OK);
+    rows v = read_rows("ob3.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 3);
+    CU_ASSERT_EQUAL(v.r[0].pid, (int64_t)pid);
+    CU_ASSERT_STRING_EQUAL(v.r[2].key_label, "ob-orphan");
+    free(v.r);
+    CU_ASSERT_EQUAL(outbox_count("ob3.db"), 0);
+    audit_close(a);
+    CU_ASSERT_TRUE(verify("ob3.db", st).ok);
+    store_close(st);
+}
+
+static void test_outbox_rows_whose_delete_was_lost_are_not_chained_twice(void)
+{
+    store *st = make_token("ob4.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("ob4.db", st, &p);
+    insert_audited(st, a, "ob-a", 0);
+    insert_audited(st, a, "ob-b", 0);
+    CU_ASSERT_EQUAL(shell(path_of("ob4.db"), "CREATE TABLE keep AS SELECT * FROM audit_outbox"), 0);
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_OK);
+    CU_ASSERT_EQUAL(outbox_count("ob4.db"), 0);
+    /* The token's delete of what was drained lost (a power cut after the
+     * audit file's commit): the same rows, same ids, back in the outbox. */
+    CU_ASSERT_EQUAL(shell(path_of("ob4.db"), "INSERT INTO audit_outbox SELECT * FROM keep"), 0);
+    CU_ASSERT_EQUAL(outbox_count("ob4.db"), 2);
+    insert_audited(st, a, "ob-c", 0);
+    CU_ASSERT_EQUAL(audit_flush(a, true), CKR_OK);
+    rows v = read_rows("ob4.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 3);
+    CU_ASSERT_STRING_EQUAL(v.r[0].key_label, "ob-a");
+    CU_ASSERT_STRING_EQUAL(v.r[1].key_label, "ob-b");
+    CU_ASSERT_STRING_EQUAL(v.r[2].key_label, "ob-c");
+    free(v.r);
+    CU_ASSERT_EQUAL(outbox_count("ob4.db"), 0);
+    audit_close(a);
+    CU_ASSERT_TRUE(verify("ob4.db", st).ok);
+    store_close(st);
+}
+
+static void test_malformed_outbox_row_is_recorded_not_dropped(void)
+{
+    store *st = make_token("ob5.db");
+    CU_ASSERT_EQUAL(shell(path_of("ob5.db"), "INSERT INTO audit_outbox(row) VALUES (x'0102')"), 0);
+    audit_policy p = policy();
+    audit_log *a = open_log("ob5.db", st, &p);
+    audit_close(a);
+    rows v = read_rows("ob5.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 1);
+    CU_ASSERT_STRING_EQUAL(v.r[0].function, "audit outbox");
+    CU_ASSERT_STRING_EQUAL(v.r[0].rv, "CKR_DEVICE_ERROR");
+    CU_ASSERT_PTR_NOT_NULL(strstr(v.r[0].decision, "malformed"));
+    free(v.r);
+    CU_ASSERT_EQUAL(outbox_count("ob5.db"), 0);
+    CU_ASSERT_TRUE(verify("ob5.db", st).ok);
+    store_close(st);
+}
+
+static void test_refused_guarded_insert_leaves_no_outbox_row(void)
+{
+    store *st = make_token("ob6.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("ob6.db", st, &p);
+    insert_audited(st, a, "ob-taken", 0);
+    store_audit_rec rec;
+    audit_event e = event(AUDIT_EVENT, "C_GenerateKey", CKR_OK, NULL);
+    audit_outbox_row(a, &e, &rec.row);
+    rec.names_object = true;
+    store_attr at = { CKA_LABEL, (uint8_t *)"ob-new", 6, false };
+    CK_ATTRIBUTE guard = { CKA_LABEL, (void *)"ob-taken", 8 };
+    CK_OBJECT_HANDLE h = 0;
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &at, 1, &guard, 0, NULL, 0, &rec, &h),
+                    CKR_ACTION_PROHIBITED);
+    CU_ASSERT_EQUAL(outbox_count("ob6.db"), 1);
+    guard.pValue = (void *)"ob-free";
+    guard.ulValueLen = 7;
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &at, 1, &guard, 0, NULL, 0, &rec, &h),
+                    CKR_OK);
+    CU_ASSERT_EQUAL(outbox_count("ob6.db"), 2);
+    audit_outbox_added(a);
+    audit_close(a);
+    rows v = read_rows("ob6.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 2);
+    CU_ASSERT_EQUAL((CK_OBJECT_HANDLE)v.r[1].key_handle, (CK_OBJECT_HANDLE)42 | h);
+    free(v.r);
+    store_close(st);
+}
+
+static void test_packed_row_round_trips_and_refuses_bad_bytes(void)
+{
+    audit_row r, back;
+    uint8_t buf[AUDIT_PACKED_MAX + 8];
+    memset(&r, 0, sizeof(r));
+    for (size_t i = 1; i < AUDIT_NCOLS; i++) {
+        const audit_col *c = &AUDIT_COLS[i];
+        char *p = (char *)&r + c->off;
+        if (c->type == AUDIT_COL_TEXT)
+            memset(p, 'a' + (int)(i % 26), c->size - 1); /* every text at its longest */
+        else
+            *(int64_t *)(void *)p = i % 2 ? -(int64_t)i : INT64_MAX - (int64_t)i;
+    }
+    size_t n = audit_row_pack(&r, buf, sizeof(buf));
+    CU_ASSERT_TRUE(n > 0 && n <= AUDIT_PACKED_MAX);
+    CU_ASSERT_TRUE(audit_row_unpack(buf, n, &back));
+    CU_ASSERT_EQUAL(memcmp(&r, &back, sizeof(r)), 0);
+    CU_ASSERT_EQUAL(audit_row_pack(&r, buf, n - 1), 0);
+    CU_ASSERT_FALSE(audit_row_unpack(buf, n - 1, &back));
+    buf[n] = 0;
+    CU_ASSERT_FALSE(audit_row_unpack(buf, n + 1, &back));
+    CU_ASSERT_FALSE(audit_row_unpack(buf, 0, &back));
+    /* A NUL inside a text: not a row this code packed. */
+    size_t kind_at = 8 + 2; /* time_us, then kind's length */
+    buf[kind_at] = 0;
+    CU_ASSERT_FALSE(audit_row_unpack(buf, n, &back));
+}
+
 /* ---- runner ---------------------------------------------------------------------- */
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -933,6 +1188,13 @@ static const cunit_case CASES[] = {
     CASE(test_export_filters_by_time_and_sequence),
     CASE(test_no_key_pin_or_audit_key_in_audit_file_or_syslog),
     CASE(test_disabled_audit_writes_nothing),
+    CASE(test_outbox_records_join_the_chain_before_the_next_record),
+    CASE(test_outbox_drains_after_the_flush_interval_or_a_batch),
+    CASE(test_outbox_left_by_a_killed_process_is_drained_by_the_next_open),
+    CASE(test_outbox_rows_whose_delete_was_lost_are_not_chained_twice),
+    CASE(test_malformed_outbox_row_is_recorded_not_dropped),
+    CASE(test_refused_guarded_insert_leaves_no_outbox_row),
+    CASE(test_packed_row_round_trips_and_refuses_bad_bytes),
 };
 
 CUNIT_MAIN("audit", CASES, setup, teardown)

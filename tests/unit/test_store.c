@@ -1091,13 +1091,13 @@ static void test_searches_start_from_the_index_or_walk_objects_for_unindexed_ter
     CK_OBJECT_HANDLE h = 0;
     store_attr one = plain(CKA_LABEL, "d", 1);
     CK_ATTRIBUTE guard = term(CKA_ENCRYPT, &T, 1);
-    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, NULL, &h),
                     CKR_ARGUMENTS_BAD);
     guard = term(CKA_LABEL, "a", 1);
-    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, NULL, &h),
                     CKR_ACTION_PROHIBITED);
     guard = term(CKA_LABEL, "zz", 2);
-    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &h),
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, NULL, &h),
                     CKR_OK);
     store_close(st);
 }
@@ -1111,6 +1111,7 @@ static void test_version_2_file_gets_the_version_3_index(void)
     /* The file as version 2 built it: every clear attribute in the index. */
     raw_exec("v2.db", "DROP INDEX attrs_find;"
                       "CREATE INDEX attrs_find ON attrs(type, value, sealed) WHERE sealed = 0;"
+                      "DROP TABLE audit_outbox;"
                       "PRAGMA user_version = 2;");
     CU_ASSERT_EQUAL(raw_int("v2.db", "SELECT count(*) FROM attrs INDEXED BY attrs_find"
                                      " WHERE type = 260 AND sealed = 0"), 2);
@@ -1162,7 +1163,7 @@ static void test_empty_values_are_found_by_walking_objects(void)
     CK_OBJECT_HANDLE g = 0;
     store_attr one = plain(CKA_LABEL, "g", 1);
     CK_ATTRIBUTE guard = term(CKA_ID, "", 0);
-    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, &g),
+    CU_ASSERT_EQUAL(store_object_insert_unless(st, NULL, &one, 1, &guard, 0, NULL, 0, NULL, &g),
                     CKR_ARGUMENTS_BAD);
     store_close(st);
 }
@@ -1179,6 +1180,7 @@ static void test_version_3_file_gets_the_version_4_index(void)
     raw_exec("v3.db", "DROP INDEX attrs_find;"
                       "CREATE INDEX attrs_find ON attrs(type, value, sealed)"
                       " WHERE sealed = 0 AND " STORE_UNINDEXED_SQL ";"
+                      "DROP TABLE audit_outbox;"
                       "PRAGMA user_version = 3;");
     CU_ASSERT_EQUAL(raw_int("v3.db", "SELECT count(*) FROM attrs INDEXED BY attrs_find"
                                      " WHERE type = 258 AND sealed = 0 AND " STORE_UNINDEXED_SQL),
@@ -1409,13 +1411,13 @@ static void test_audit_head_moves_forward_and_other_commits_stay_full(void)
     CU_ASSERT_FALSE(found);
     memset(mac, 0xA1, sizeof(mac));
     memset(tag, 0xB2, sizeof(tag));
-    CU_ASSERT_EQUAL(store_audit_head_advance(st, 5, mac, tag), CKR_OK);
+    CU_ASSERT_EQUAL(store_audit_head_advance(st, 5, mac, tag, 0), CKR_OK);
     /* The head's own commit is not fsync'ed; the connection is back to
      * FULL for every other one. */
     CU_ASSERT_EQUAL(store_synchronous(st, &level), CKR_OK);
     CU_ASSERT_EQUAL(level, 2);
     mac[0] = 0;
-    CU_ASSERT_EQUAL(store_audit_head_advance(st, 4, mac, tag), CKR_OK); /* never back */
+    CU_ASSERT_EQUAL(store_audit_head_advance(st, 4, mac, tag, 0), CKR_OK); /* never back */
     CU_ASSERT_EQUAL(store_audit_head_get(st, &seq, gm, gt, &found), CKR_OK);
     CU_ASSERT_TRUE(found);
     CU_ASSERT_EQUAL(seq, 5);
