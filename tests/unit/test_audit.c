@@ -1115,6 +1115,80 @@ static void test_refused_guarded_insert_leaves_no_outbox_row(void)
     store_close(st);
 }
 
+/* Two processes make objects through the outbox while each also writes
+ * records directly (so each drains the other's rows too): every record
+ * joins the chain exactly once, each process's in the order of its calls. */
+static void test_two_processes_drain_each_others_outbox_rows_exactly_once(void)
+{
+    store *st = make_token("ob7.db");
+    store_close(st);
+    enum { PER = 300 };
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        CU_ASSERT_FATAL(kids[k] >= 0);
+        if (kids[k] == 0) {
+            store *cs = NULL;
+            audit_log *ca = NULL;
+            audit_policy p = policy();
+            p.flush_ms = 5;
+            int bad = 0;
+            crypto_forget_after_fork();
+            if (crypto_init() != CKR_OK || store_open(path_of("ob7.db"), &cs) != CKR_OK ||
+                audit_open(path_of("ob7.db"), cs, &p, &ca) != CKR_OK)
+                _exit(2);
+            for (int i = 0; i < PER; i++) {
+                insert_audited(cs, ca, k ? "ob-kid1" : "ob-kid0", 0);
+                if (i % 7 == 0) {
+                    audit_event e = event(AUDIT_EVENT, "C_Login", CKR_OK, NULL);
+                    e.key = (CK_OBJECT_HANDLE)i;
+                    bad += audit_record(ca, &e) != CKR_OK;
+                }
+                bad += audit_flush(ca, false) != CKR_OK;
+            }
+            audit_close(ca);
+            store_close(cs);
+            crypto_fini();
+            _exit(bad ? 1 : 0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int status = -1;
+        CU_ASSERT_EQUAL(waitpid(kids[k], &status, 0), kids[k]);
+        CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CU_ASSERT_EQUAL(outbox_count("ob7.db"), 0);
+    rows v = read_rows("ob7.db");
+    size_t logins = 2 * ((PER + 6) / 7);
+    CU_ASSERT_EQUAL(v.n, 2 * PER + logins);
+    /* Each object named once; each process's records in its own order. */
+    size_t made[2] = { 0, 0 };
+    int64_t last_handle[2] = { 0, 0 };
+    bool dup = false, order = true;
+    for (size_t i = 0; i < v.n; i++) {
+        if (strcmp(v.r[i].function, "C_GenerateKey") != 0)
+            continue;
+        int k = strcmp(v.r[i].key_label, "ob-kid1") == 0;
+        made[k]++;
+        order &= v.r[i].key_handle > last_handle[k];
+        last_handle[k] = v.r[i].key_handle;
+        for (size_t j = 0; j < i; j++)
+            dup |= strcmp(v.r[j].function, "C_GenerateKey") == 0 &&
+                   v.r[j].key_handle == v.r[i].key_handle;
+    }
+    CU_ASSERT_EQUAL(made[0], PER);
+    CU_ASSERT_EQUAL(made[1], PER);
+    CU_ASSERT_FALSE(dup);
+    CU_ASSERT_TRUE(order);
+    free(v.r);
+    CU_ASSERT_EQUAL_FATAL(store_open(path_of("ob7.db"), &st), CKR_OK);
+    audit_verify_result r = verify("ob7.db", st);
+    CU_ASSERT_TRUE(r.ok);
+    CU_ASSERT_EQUAL(r.records, 2 * PER + logins);
+    CU_ASSERT_EQUAL(r.sealed_count, 2 * PER + logins);
+    store_close(st);
+}
+
 static void test_packed_row_round_trips_and_refuses_bad_bytes(void)
 {
     audit_row r, back;
@@ -1194,6 +1268,7 @@ static const cunit_case CASES[] = {
     CASE(test_outbox_rows_whose_delete_was_lost_are_not_chained_twice),
     CASE(test_malformed_outbox_row_is_recorded_not_dropped),
     CASE(test_refused_guarded_insert_leaves_no_outbox_row),
+    CASE(test_two_processes_drain_each_others_outbox_rows_exactly_once),
     CASE(test_packed_row_round_trips_and_refuses_bad_bytes),
 };
 
