@@ -359,7 +359,19 @@ static CK_RV set_wal(sqlite3 *db, CK_RV (*map)(int rc))
     CK_RV rv;
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
     ENSURE_OUT(rc == SQLITE_OK, map(rc));
-    rc = sqlite3_step(s);
+    /* Switching a new file to WAL takes an exclusive lock for a moment, and
+     * another process doing the same meanwhile gets SQLITE_BUSY at once:
+     * SQLite calls no busy handler there. Two processes opening a token's
+     * new audit file together made one of them run without an audit trail.
+     * Try again, for as long as a writer would wait for a lock. */
+    for (unsigned waited_ms = 0;; waited_ms++) {
+        rc = sqlite3_step(s);
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= STORE_BUSY_TIMEOUT_MS)
+            break;
+        sqlite3_reset(s);
+        struct timespec ms = { 0, 1000000L };
+        nanosleep(&ms, NULL);
+    }
     ENSURE_OUT(rc == SQLITE_ROW, map(rc));
     /* WAL is refused on file systems without shared memory; the concurrency
      * rules of docs/store-format.md need it. */

@@ -1189,6 +1189,53 @@ static void test_two_processes_drain_each_others_outbox_rows_exactly_once(void)
     store_close(st);
 }
 
+/* Processes opening a token's new audit file at the same moment (services
+ * started together after C_InitToken): every one gets the trail. The switch
+ * of the new file to WAL used to fail with SQLITE_BUSY in all but one, which
+ * then ran without an audit trail. */
+static void test_processes_opening_a_new_audit_file_together_all_get_it(void)
+{
+    enum { KIDS = 4, ROUNDS = 12 };
+    int failed = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ob8-%d.db", round);
+        store *st = make_token(name);
+        store_close(st);
+        pid_t kids[KIDS];
+        for (int k = 0; k < KIDS; k++) {
+            kids[k] = fork();
+            CU_ASSERT_FATAL(kids[k] >= 0);
+            if (kids[k] == 0) {
+                store *cs = NULL;
+                audit_log *ca = NULL;
+                audit_policy p = policy();
+                crypto_forget_after_fork();
+                if (crypto_init() != CKR_OK || store_open(path_of(name), &cs) != CKR_OK)
+                    _exit(2);
+                if (audit_open(path_of(name), cs, &p, &ca) != CKR_OK)
+                    _exit(3);
+                record_n(ca, 1);
+                audit_close(ca);
+                store_close(cs);
+                crypto_fini();
+                _exit(0);
+            }
+        }
+        for (int k = 0; k < KIDS; k++) {
+            int status = -1;
+            CU_ASSERT_EQUAL(waitpid(kids[k], &status, 0), kids[k]);
+            failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        CU_ASSERT_EQUAL_FATAL(store_open(path_of(name), &st), CKR_OK);
+        audit_verify_result r = verify(name, st);
+        CU_ASSERT_TRUE(r.ok);
+        CU_ASSERT_EQUAL(r.records, KIDS);
+        store_close(st);
+    }
+    CU_ASSERT_EQUAL(failed, 0);
+}
+
 static void test_packed_row_round_trips_and_refuses_bad_bytes(void)
 {
     audit_row r, back;
@@ -1269,6 +1316,7 @@ static const cunit_case CASES[] = {
     CASE(test_malformed_outbox_row_is_recorded_not_dropped),
     CASE(test_refused_guarded_insert_leaves_no_outbox_row),
     CASE(test_two_processes_drain_each_others_outbox_rows_exactly_once),
+    CASE(test_processes_opening_a_new_audit_file_together_all_get_it),
     CASE(test_packed_row_round_trips_and_refuses_bad_bytes),
 };
 
