@@ -119,13 +119,20 @@ static void ev_key_names(session *s, audit_event *ev)
     memcpy(ev->key_family, k->family, sizeof(ev->key_family));
 }
 
+/* Names compared by pointer first: a function's name is the same string
+ * literal on every call. */
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || strcmp(a, b) == 0;
+}
+
 static bool same_run(const audit_event *p, const audit_event *e)
 {
     return p->mech == e->mech && p->key == e->key && p->rv == e->rv && p->roles == e->roles &&
            p->has_resource_digest == e->has_resource_digest &&
            (!p->has_resource_digest ||
             memcmp(p->resource_digest, e->resource_digest, sizeof(p->resource_digest)) == 0) &&
-           strcmp(p->function, e->function) == 0 && strcmp(p->user, e->user) == 0 &&
+           same_str(p->function, e->function) && strcmp(p->user, e->user) == 0 &&
            strcmp(p->resource_label, e->resource_label) == 0 && p->key_version == e->key_version;
 }
 
@@ -376,7 +383,7 @@ void audit_note_aad(session *s, aud_key *k, const mech_desc *d, const CK_MECHANI
     const uint8_t *aad;
     size_t n;
     k->has_digest = false;
-    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(m, &aad, &n))
+    if (s->tok->audit == NULL || d->ops->aad == NULL || !d->ops->aad(d, m, &aad, &n))
         return;
     k->has_digest = audit_aad_digest(s, aad, n, k->digest);
 }

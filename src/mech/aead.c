@@ -37,9 +37,8 @@ static CK_RV check_param(const mech_desc *d, const CK_MECHANISM *m, mech_op op)
 }
 
 /* The AAD of a parameter, for the audit trail (mech.h). */
-static bool aead_aad(const CK_MECHANISM *m, const uint8_t **aad, size_t *len)
+static bool aead_aad(const mech_desc *d, const CK_MECHANISM *m, const uint8_t **aad, size_t *len)
 {
-    const mech_desc *d = mech_find(m->mechanism);
     mech_aead_param p;
     if (d == NULL || d->ops != &mech_aead_ops || family_of(d)->parse(m, &p) != CKR_OK)
         return false;

@@ -85,8 +85,9 @@ typedef struct mech_ops {
 
     /* The additional authenticated data a parameter carries (the
      * resource an AEAD binds ciphertext to, for the audit trail); false
-     * when the mechanism has none or the parameter is malformed. */
-    bool (*aad)(const CK_MECHANISM *m, const uint8_t **aad, size_t *len);
+     * when the mechanism has none or the parameter is malformed. d is m's
+     * descriptor, as the caller found it. */
+    bool (*aad)(const mech_desc *d, const CK_MECHANISM *m, const uint8_t **aad, size_t *len);
 
     /* Key wrapping: C_WrapKey with wrapping key kek over the raw value of
      * the key being wrapped. wrapped_len gives the output size (0 when the

@@ -1569,13 +1569,13 @@ static void test_chacha_aad_op_reports_the_parameter_aad(void)
 
     cha_setup(&f, true, true);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d->ops->aad);
-    CU_ASSERT(d->ops->aad(&m, &aad, &len));
+    CU_ASSERT(d->ops->aad(d, &m, &aad, &len));
     CU_ASSERT_PTR_EQUAL(aad, f.aad);
     CU_ASSERT_EQUAL(len, f.aadlen);
     f.p.ulNonceLen = 8;
-    CU_ASSERT(!d->ops->aad(&m, &aad, &len));
+    CU_ASSERT(!d->ops->aad(d, &m, &aad, &len));
     m.ulParameterLen = 0;
-    CU_ASSERT(!d->ops->aad(&m, &aad, &len));
+    CU_ASSERT(!d->ops->aad(d, &m, &aad, &len));
 }
 
 static int setup(void)
