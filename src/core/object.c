@@ -440,6 +440,9 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
     }
     struct apply_args a = { tok, o, TMPL_SET, t, n, &l };
     GUARD_OUT(object_with_attrs(tok, o, apply_locked, &a));
+    store_audit_rec rec;
+    bool outbox = o->is_token && core_audit_outbox_row(s, &rec.row);
+    rec.names_object = false;
     pthread_mutex_lock(&tok->lock);
     if (o->is_token) {
         /* Persist the attributes the template named, with their new
@@ -454,7 +457,12 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
             sa[i].secret = na && (na->flags & ATTR_SECRET);
         }
         if (rv == CKR_OK)
-            rv = store_object_update(tok->st, tok->mk, o->handle, sa, n);
+            rv = store_object_update_audited(tok->st, tok->mk, o->handle, sa, n,
+                                             outbox ? &rec : NULL);
+        if (rv == CKR_OK && outbox) {
+            s->ev_outboxed = true;
+            audit_outbox_added(tok->audit);
+        }
     } else {
         rv = CKR_OK;
     }
@@ -490,13 +498,22 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
     /* sec. 4.4: CKA_DESTROYABLE false -> CKR_ACTION_PROHIBITED. */
     ENSURE_OUT(object_bool(t, o, CKA_DESTROYABLE, true), CKR_ACTION_PROHIBITED);
     GUARD_OUT(may_write(s, o->is_token, o->is_private));
+    /* A token key and the record of its destruction (the evidence of a
+     * crypto-shredding) go to disk in one commit. */
+    store_audit_rec rec;
+    bool outbox = o->is_token && core_audit_outbox_row(s, &rec.row);
+    rec.names_object = false;
     pthread_mutex_lock(&t->lock);
     atomic_fetch_add(&t->gen, 1);
     if (o->is_token) {
-        rv = store_object_delete(t->st, o->handle);
+        rv = store_object_delete_audited(t->st, o->handle, outbox ? &rec : NULL);
         if (rv == CKR_OK) {
             object *c = hmap_del(&t->cache, o->handle);
             object_unref(c);
+            if (outbox) {
+                s->ev_outboxed = true;
+                audit_outbox_added(t->audit);
+            }
         }
     } else {
         object *c = hmap_del(&t->sobjs, h);

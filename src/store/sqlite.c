@@ -1004,27 +1004,35 @@ out:
 /* Inside the caller's write transaction: the object row, then its
  * attributes. The handle is bound into every sealed value's AAD, so it must
  * be known before sealing: the row comes first. */
-/* The object row, its attributes and (rec != NULL) its audit record. */
-static CK_RV insert_object_locked(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
-                                  store_audit_rec *rec, CK_OBJECT_HANDLE *out)
+/* The audit record of a change to object h, into the outbox, inside the
+ * change's own transaction (rec NULL: nothing). */
+static CK_RV outbox_put_locked(store *st, store_audit_rec *rec, CK_OBJECT_HANDLE h)
 {
     sqlite3_stmt *s = NULL;
     uint8_t packed[AUDIT_PACKED_MAX];
     size_t plen;
-    GUARD(stmt(st, S_OBJ_INSERT, &s));
-    GUARD(bind_int(s, 1, (int64_t)time(NULL)));
-    GUARD(run(s));
-    *out = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
-    GUARD(put_attrs_locked(st, mk, *out, attrs, n));
     if (rec == NULL)
         return CKR_OK;
     if (rec->names_object)
-        rec->row.key_handle = (int64_t)((CK_OBJECT_HANDLE)rec->row.key_handle | *out);
+        rec->row.key_handle = (int64_t)((CK_OBJECT_HANDLE)rec->row.key_handle | h);
     plen = audit_row_pack(&rec->row, packed, sizeof(packed));
     ENSURE(plen > 0, CKR_GENERAL_ERROR);
     GUARD(stmt(st, S_OUTBOX_PUT, &s));
     GUARD(bind_blob(s, 1, packed, plen));
     return run(s);
+}
+
+/* The object row, its attributes and (rec != NULL) its audit record. */
+static CK_RV insert_object_locked(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
+                                  store_audit_rec *rec, CK_OBJECT_HANDLE *out)
+{
+    sqlite3_stmt *s = NULL;
+    GUARD(stmt(st, S_OBJ_INSERT, &s));
+    GUARD(bind_int(s, 1, (int64_t)time(NULL)));
+    GUARD(run(s));
+    *out = (CK_OBJECT_HANDLE)sqlite3_last_insert_rowid(st->c.db);
+    GUARD(put_attrs_locked(st, mk, *out, attrs, n));
+    return outbox_put_locked(st, rec, *out);
 }
 
 CK_RV store_object_insert(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
@@ -1130,6 +1138,12 @@ out:
 CK_RV store_object_update(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
                           const store_attr *attrs, size_t n)
 {
+    return store_object_update_audited(st, mk, h, attrs, n, NULL);
+}
+
+CK_RV store_object_update_audited(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
+                                  const store_attr *attrs, size_t n, store_audit_rec *rec)
+{
     sqlite3_stmt *s = NULL;
     CK_RV rv;
     int rc;
@@ -1146,6 +1160,7 @@ CK_RV store_object_update(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
     ENSURE_OUT(rc == SQLITE_ROW || rc == SQLITE_DONE, store_sqlite_rv(rc));
     ENSURE_OUT(rc == SQLITE_ROW, CKR_OBJECT_HANDLE_INVALID);
     GUARD_OUT(put_attrs_locked(st, mk, h, attrs, n));
+    GUARD_OUT(outbox_put_locked(st, rec, h));
     GUARD_OUT(commit(st));
 out:
     if (rv != CKR_OK)
@@ -1156,20 +1171,31 @@ out:
 
 CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h)
 {
+    return store_object_delete_audited(st, h, NULL);
+}
+
+CK_RV store_object_delete_audited(store *st, CK_OBJECT_HANDLE h, store_audit_rec *rec)
+{
     sqlite3_stmt *s = NULL;
     CK_RV rv;
 
     ENSURE(st != NULL, CKR_ARGUMENTS_BAD);
     ENSURE(handle_ok(h), CKR_OBJECT_HANDLE_INVALID);
     lock(st);
-    /* One statement, so one transaction: the attrs go with the object
-     * (ON DELETE CASCADE) and secure_delete zeroes their cells. */
+    /* The attrs go with the object (ON DELETE CASCADE) and secure_delete
+     * zeroes their cells; the record of the delete goes in the same
+     * transaction. */
+    GUARD_OUT(begin_write(st));
     GUARD_OUT(stmt(st, S_OBJ_DELETE, &s));
     GUARD_OUT(bind_int(s, 1, (int64_t)h));
     GUARD_OUT(run(s));
     ENSURE_OUT(sqlite3_changes(st->c.db) == 1, CKR_OBJECT_HANDLE_INVALID);
+    GUARD_OUT(outbox_put_locked(st, rec, h));
+    GUARD_OUT(commit(st));
 out:
     sqlite3_reset(s);
+    if (rv != CKR_OK)
+        rollback(st);
     unlock(st);
     return rv;
 }

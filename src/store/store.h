@@ -199,8 +199,17 @@ void store_object_release(store_object *o);
  * in one transaction. mk as for store_object_insert. */
 CK_RV store_object_update(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
                           const store_attr *attrs, size_t n) CUSTOS_WUR;
+/* The same with the audit record of the change in the same transaction
+ * (docs/audit.md, "The outbox"; rec NULL: none). */
+CK_RV store_object_update_audited(store *st, const uint8_t *mk, CK_OBJECT_HANDLE h,
+                                  const store_attr *attrs, size_t n,
+                                  store_audit_rec *rec) CUSTOS_WUR;
 /* CKR_OBJECT_HANDLE_INVALID when no such object. */
 CK_RV store_object_delete(store *st, CK_OBJECT_HANDLE h) CUSTOS_WUR;
+/* The same with the audit record of the delete in the same transaction:
+ * a destroyed key and the record of its destruction are on disk together. */
+CK_RV store_object_delete_audited(store *st, CK_OBJECT_HANDLE h,
+                                  store_audit_rec *rec) CUSTOS_WUR;
 /* Handles of the objects having every (type, value) of tmpl, compared as
  * bytes, from the index; n == 0 means every object. Ascending handle
  * order. *out is malloc'ed (free()), NULL when *count is 0. Secret

@@ -1236,6 +1236,50 @@ static void test_processes_opening_a_new_audit_file_together_all_get_it(void)
     CU_ASSERT_EQUAL(failed, 0);
 }
 
+/* C_DestroyObject and C_SetAttributeValue of a token object: the change and
+ * its record in one commit, or neither. */
+static void test_destroy_and_update_commit_their_records_with_them(void)
+{
+    store *st = make_token("ob9.db");
+    audit_policy p = policy();
+    audit_log *a = open_log("ob9.db", st, &p);
+    CK_OBJECT_HANDLE h1 = 0, h2 = 0;
+    store_attr at = { CKA_LABEL, (uint8_t *)"ob-d", 4, false };
+    CU_ASSERT_EQUAL(store_object_insert(st, NULL, &at, 1, &h1), CKR_OK);
+    CU_ASSERT_EQUAL(store_object_insert(st, NULL, &at, 1, &h2), CKR_OK);
+    store_audit_rec rec;
+    audit_event e = event(AUDIT_EVENT, "C_DestroyObject", CKR_OK, NULL);
+    e.key = h1;
+    audit_outbox_row(a, &e, &rec.row);
+    rec.names_object = false;
+    CU_ASSERT_EQUAL(store_object_delete_audited(st, h1, &rec), CKR_OK);
+    CU_ASSERT_EQUAL(outbox_count("ob9.db"), 1);
+    /* Gone already: refused, and no record of a delete that did not happen. */
+    CU_ASSERT_EQUAL(store_object_delete_audited(st, h1, &rec), CKR_OBJECT_HANDLE_INVALID);
+    CU_ASSERT_EQUAL(outbox_count("ob9.db"), 1);
+    e = event(AUDIT_EVENT, "C_SetAttributeValue", CKR_OK, NULL);
+    e.key = h2;
+    audit_outbox_row(a, &e, &rec.row);
+    store_attr nl = { CKA_LABEL, (uint8_t *)"ob-renamed", 10, false };
+    CU_ASSERT_EQUAL(store_object_update_audited(st, NULL, h1, &nl, 1, &rec),
+                    CKR_OBJECT_HANDLE_INVALID);
+    CU_ASSERT_EQUAL(outbox_count("ob9.db"), 1);
+    CU_ASSERT_EQUAL(store_object_update_audited(st, NULL, h2, &nl, 1, &rec), CKR_OK);
+    CU_ASSERT_EQUAL(outbox_count("ob9.db"), 2);
+    audit_outbox_added(a);
+    audit_outbox_added(a);
+    audit_close(a);
+    rows v = read_rows("ob9.db");
+    CU_ASSERT_EQUAL_FATAL(v.n, 2);
+    CU_ASSERT_STRING_EQUAL(v.r[0].function, "C_DestroyObject");
+    CU_ASSERT_EQUAL((CK_OBJECT_HANDLE)v.r[0].key_handle, h1);
+    CU_ASSERT_STRING_EQUAL(v.r[1].function, "C_SetAttributeValue");
+    CU_ASSERT_EQUAL((CK_OBJECT_HANDLE)v.r[1].key_handle, h2);
+    free(v.r);
+    CU_ASSERT_TRUE(verify("ob9.db", st).ok);
+    store_close(st);
+}
+
 static void test_packed_row_round_trips_and_refuses_bad_bytes(void)
 {
     audit_row r, back;
@@ -1317,6 +1361,7 @@ static const cunit_case CASES[] = {
     CASE(test_refused_guarded_insert_leaves_no_outbox_row),
     CASE(test_two_processes_drain_each_others_outbox_rows_exactly_once),
     CASE(test_processes_opening_a_new_audit_file_together_all_get_it),
+    CASE(test_destroy_and_update_commit_their_records_with_them),
     CASE(test_packed_row_round_trips_and_refuses_bad_bytes),
 };
 
