@@ -244,6 +244,26 @@ if [ "$RC" -ne 0 ]; then
         "after fork()"
 fi
 
+# A process that dies without C_Finalize: the records of the key it made and the key it destroyed
+# were committed with those changes (the token's audit outbox, docs/audit.md) and reach the chain
+# when the next process opens the token.
+py killed
+keep killed
+[ "$RC" -eq 0 ] || fail "audit_trail_test.py killed failed (exit $RC)"
+pending=$(sqlite3 "$IT_STORE/token-0.db" 'SELECT count(*) FROM audit_outbox')
+[ "$pending" -ge 2 ] || fail "after the killed process: $pending records in the token's outbox, expected 2 or more"
+log "killed process: $pending records wait in the token's outbox"
+verify_ok "$CUSTOS_CONF" after-kill
+export_to "$CUSTOS_CONF" "$LOGS/export-kill.jsonl"
+for want in 'C_GenerateKey:killed-gen' 'C_GenerateKey:killed-del' 'C_DestroyObject:killed-del'; do
+    n=$(grep "\"function\":\"${want%%:*}\"" "$LOGS/export-kill.jsonl" |
+        grep "\"key_label\":\"${want#*:}\"" | grep -c '"rv":"CKR_OK"')
+    [ "$n" -eq 1 ] || fail "killed process: $n CKR_OK records of ${want%%:*} of ${want#*:}, expected 1"
+    log "record: ${want%%:*} of ${want#*:} by the killed process, chained once"
+done
+pending=$(sqlite3 "$IT_STORE/token-0.db" 'SELECT count(*) FROM audit_outbox')
+[ "$pending" -eq 0 ] || fail "the token's outbox still holds $pending records after verify"
+
 log "part 4: fail-closed ([audit] required = yes) against going on without it"
 for mode in required optional; do
     d=$IT_TMP/fc-$mode

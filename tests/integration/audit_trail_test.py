@@ -8,7 +8,7 @@
 #
 # Phases (argv[1]): setup LABEL | worker TAG ROUNDS | check-counts EXPORT RESULT... | alert |
 #   check-alert EXPORT RESULT | badinput | check-badinput EXPORT RESULT | failclosed MODE WHEN |
-#   fork-find | syslog-run OUT | syslog-recv OUT | check-syslog OUT EXPORT | search REPORT FILE... |
+#   fork-find | killed | syslog-run OUT | syslog-recv OUT | check-syslog OUT EXPORT | search REPORT FILE... |
 #   control FILE
 # Environment: CUSTOS_MODULE, CUSTOS_CONF, IT_STATE (a directory), IT_SECRET_DIR, IT_LABEL, the PINs
 # IT_SO_PIN IT_USER_PIN IT_WRONG_PIN IT_DEC_PIN IT_GEN_PIN IT_AUD_PIN IT_OFF_PIN, IT_STORE.
@@ -830,6 +830,20 @@ def phase_fork_find():
     finish()
 
 
+def phase_killed():
+    """A process makes a token key and destroys another, then dies without C_Finalize (as under
+    SIGKILL): the records of both are durable in the token's outbox with the changes, and the next
+    process to open the token (here `custos audit verify`) chains them."""
+    lib = load()
+    s = open_rw(lib)
+    s.login(PIN["user"])
+    gone = s.generateKey(token_key_template("killed-del"), Mechanism(CKM_AES_KEY_GEN))
+    s.destroyObject(gone)
+    s.generateKey(token_key_template("killed-gen"), Mechanism(CKM_AES_KEY_GEN))
+    print("# made killed-gen, made and destroyed killed-del; exiting without C_Finalize", flush=True)
+    os._exit(0)
+
+
 # ---- 5. syslog mirror and the secret search -------------------------------------------------------
 
 def phase_syslog_recv(out):
@@ -1077,6 +1091,8 @@ def main():
             phase_failclosed(args[0], args[1])
         elif phase == "fork-find":
             phase_fork_find()
+        elif phase == "killed":
+            phase_killed()
         elif phase == "syslog-recv":
             phase_syslog_recv(args[0])
         elif phase == "syslog-run":
