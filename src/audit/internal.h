@@ -20,7 +20,7 @@
  * OUTBOX_TAKE rows (one audit file transaction). The audit file's meta
  * key OUTBOX_NOTE holds the id (8 bytes big-endian) and the SHA-256 of the
  * last outbox row it took. */
-#define OUTBOX_BATCH 64
+#define OUTBOX_BATCH 256
 #define OUTBOX_TAKE 1024
 #define OUTBOX_NOTE "outbox_taken"
 /* The longest JSON line of one record (every field at its maximum, every
