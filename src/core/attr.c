@@ -55,14 +55,14 @@ static CK_RV value_dup(const void *value, size_t len, unsigned flags, uint8_t **
     return CKR_OK;
 }
 
-CK_RV attr_set(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value, size_t len,
-               unsigned flags)
+/* Put type's copied value in a (the existing entry) or, with a NULL, in a
+ * new entry at the end. */
+static CK_RV put(attr_list *l, attr *a, CK_ATTRIBUTE_TYPE type, const void *value, size_t len,
+                 unsigned flags)
 {
     uint8_t *copy;
     ENSURE(len == 0 || value != NULL, CKR_ARGUMENTS_BAD);
     GUARD(value_dup(value, len, flags, &copy));
-
-    attr *a = attr_find(l, type);
     if (a == NULL) {
         if (l->n == l->cap) {
             size_t cap = l->cap ? l->cap * 2 : 16;
@@ -84,6 +84,18 @@ CK_RV attr_set(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value, size_t l
     a->value = copy;
     a->flags = flags;
     return CKR_OK;
+}
+
+CK_RV attr_set(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value, size_t len,
+               unsigned flags)
+{
+    return put(l, attr_find(l, type), type, value, len, flags);
+}
+
+CK_RV attr_add_new(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value, size_t len,
+                   unsigned flags)
+{
+    return put(l, NULL, type, value, len, flags);
 }
 
 CK_RV attr_set_bool(attr_list *l, CK_ATTRIBUTE_TYPE type, bool v)

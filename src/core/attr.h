@@ -43,6 +43,9 @@ attr *attr_find(const attr_list *l, CK_ATTRIBUTE_TYPE type);
  * CKR_HOST_MEMORY on exhaustion. */
 CK_RV attr_set(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value,
                size_t len, unsigned flags) CUSTOS_WUR;
+/* Append, for a caller that knows type is not in l yet (no search). */
+CK_RV attr_add_new(attr_list *l, CK_ATTRIBUTE_TYPE type, const void *value,
+                   size_t len, unsigned flags) CUSTOS_WUR;
 CK_RV attr_set_bool(attr_list *l, CK_ATTRIBUTE_TYPE type, bool v) CUSTOS_WUR;
 CK_RV attr_set_ulong(attr_list *l, CK_ATTRIBUTE_TYPE type, CK_ULONG v) CUSTOS_WUR;
 void attr_remove(attr_list *l, CK_ATTRIBUTE_TYPE type);

@@ -166,6 +166,7 @@ typedef struct build {
     const schema_class *c;
     CK_MECHANISM_TYPE gen_mech;
     attr_list *l;
+    size_t given;   /* fill_default: the entries of l before defaults */
 } build;
 
 static CK_RV require(const schema_row *row, void *ctx)
@@ -176,20 +177,27 @@ static CK_RV require(const schema_row *row, void *ctx)
     return CKR_OK;
 }
 
+/* A row's default when the list lacks its type. Each row has its own type,
+ * so a default added here never meets a later row: only the entries there
+ * before the first default need a look (a template's few, not the whole
+ * growing list), and a default is appended without a second search. */
 static CK_RV fill_default(const schema_row *row, void *ctx)
 {
     const build *b = ctx;
-    if (attr_find(b->l, row->type) != NULL)
+    static const CK_BBOOL f = CK_FALSE, t = CK_TRUE;
+    static const CK_ULONG zero = 0;
+    attr_list given = { b->l->v, b->given, b->given };
+    if (attr_find(&given, row->type) != NULL)
         return CKR_OK;
     switch (row->dflt) {
     case DFLT_FALSE:
-        return attr_set_bool(b->l, row->type, false);
+        return attr_add_new(b->l, row->type, &f, sizeof(f), 0);
     case DFLT_TRUE:
-        return attr_set_bool(b->l, row->type, true);
+        return attr_add_new(b->l, row->type, &t, sizeof(t), 0);
     case DFLT_EMPTY:
-        return attr_set(b->l, row->type, NULL, 0, 0);
+        return attr_add_new(b->l, row->type, NULL, 0, 0);
     case DFLT_ZERO:
-        return attr_set_ulong(b->l, row->type, 0);
+        return attr_add_new(b->l, row->type, &zero, sizeof(zero), 0);
     case DFLT_NONE:
         break;
     }
@@ -287,8 +295,9 @@ CK_RV schema_build_as(tmpl_op op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, CK_MECHAN
     if (c->kt != CK_UNAVAILABLE_INFORMATION)
         GUARD_OUT(attr_set_ulong(&l, CKA_KEY_TYPE, c->kt));
 
-    build b = { op, c, gen_mech, &l };
+    build b = { op, c, gen_mech, &l, 0 };
     GUARD_OUT(schema_each_row(c, require, &b));
+    b.given = l.n;
     GUARD_OUT(schema_each_row(c, fill_default, &b));
     for (size_t i = 0; i < ARRAY_LEN(COMPUTED); i++)
         if (schema_row_find(c, COMPUTED[i].type) != NULL)
