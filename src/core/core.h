@@ -210,6 +210,11 @@ typedef struct session {
     uint64_t who_gen;
     char who[64];
     unsigned long who_roles;
+    /* - random bytes for the CKA_UNIQUE_ID of objects this session makes
+     *   (object.c): fetched 16 ids at a time. Public values, not secrets;
+     *   a child after fork() starts with new sessions. */
+    uint8_t uid_pool[16 * 16];
+    size_t uid_left;
 } session;
 
 /* ---- library (core/library.c) ------------------------------------------ */

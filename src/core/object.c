@@ -281,7 +281,15 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
      * object (copies included): 128 random bits in hex. */
     uint8_t rnd[16];
     char uid[33];
-    GUARD(crypto_random(rnd, sizeof(rnd)));
+    /* One random generator call per sixteen objects: it was a tenth of a
+     * session key's generation (OpenSSL 3.0's DRBG asks getpid() and its
+     * parameters by name on every call). */
+    if (s->uid_left < sizeof(rnd)) {
+        GUARD(crypto_random(s->uid_pool, sizeof(s->uid_pool)));
+        s->uid_left = sizeof(s->uid_pool);
+    }
+    s->uid_left -= sizeof(rnd);
+    memcpy(rnd, s->uid_pool + s->uid_left, sizeof(rnd));
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof(rnd); i++) {
         uid[2 * i] = hex[rnd[i] >> 4];

@@ -480,6 +480,57 @@ static void test_find_state_errors(void)
     RV_EQ(F->C_FindObjectsFinal(s), CKR_OPERATION_NOT_INITIALIZED, "C_FindObjectsFinal twice");
 }
 
+/* sec. 4.4.1 CKA_UNIQUE_ID: set by the token for every object, read-only,
+ * unique. The token draws them sixteen at a time per session: more than
+ * sixteen objects from each of two sessions must still all differ. */
+static void test_unique_ids_are_set_read_only_and_distinct(void)
+{
+    enum { PER = 40 };
+    CK_SESSION_HANDLE ss[2] = { h_user_session(), h_open(H.slot, 1) };
+    char ids[2 * PER][33];
+    size_t n = 0;
+    int well_formed = 1;
+    CK_OBJECT_HANDLE last = CK_INVALID_HANDLE;
+    for (int i = 0; i < PER; i++) {
+        for (int k = 0; k < 2; k++) {
+            CK_OBJECT_CLASS cls = CKO_DATA;
+            CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_TOKEN, (i % 4 == 0) ? &h_true : &h_false, 1 },
+                { CKA_LABEL, "api-uid", 7 },
+            };
+            CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+            RV_REQ(F->C_CreateObject(ss[k], t, NELEM(t), &o), CKR_OK, "C_CreateObject");
+            char v[40];
+            CK_ATTRIBUTE r = { CKA_UNIQUE_ID, v, sizeof(v) };
+            RV_REQ(F->C_GetAttributeValue(ss[k], o, &r, 1), CKR_OK, "read CKA_UNIQUE_ID");
+            well_formed &= r.ulValueLen == 32 && strspn(v, "0123456789abcdef") >= 32;
+            memcpy(ids[n], v, 32);
+            ids[n][32] = '\0';
+            n++;
+            last = o;
+            if (i % 4 == 0)
+                RV_EQ(F->C_DestroyObject(ss[k], o), CKR_OK, "destroy the token object");
+        }
+    }
+    CHECK(well_formed, "every CKA_UNIQUE_ID is 32 lower-case hex digits");
+    int dup = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            dup |= strcmp(ids[i], ids[j]) == 0;
+    CHECK(!dup, "80 objects from two sessions: 80 distinct CKA_UNIQUE_IDs");
+    CK_ATTRIBUTE set = { CKA_UNIQUE_ID, "00000000000000000000000000000000", 32 };
+    RV_EQ(F->C_SetAttributeValue(ss[1], last, &set, 1), CKR_ATTRIBUTE_READ_ONLY,
+          "C_SetAttributeValue(CKA_UNIQUE_ID)");
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE given[] = { { CKA_CLASS, &cls, sizeof(cls) }, set };
+    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+    RV_EQ(F->C_CreateObject(ss[0], given, NELEM(given), &o), CKR_ATTRIBUTE_READ_ONLY,
+          "C_CreateObject with CKA_UNIQUE_ID");
+    F->C_CloseSession(ss[0]);
+    F->C_CloseSession(ss[1]);
+}
+
 static void test_find_thousand_objects_in_batches_of_seven(void)
 {
     enum { N = 1000 };
@@ -535,6 +586,7 @@ static const h_case CASES[] = {
     H_CASE(test_token_objects_persist_across_finalize),
     H_CASE(test_find_state_errors),
     H_CASE(test_find_thousand_objects_in_batches_of_seven),
+    H_CASE(test_unique_ids_are_set_read_only_and_distinct),
 };
 
 int t_object_register(void)
