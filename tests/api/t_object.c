@@ -501,10 +501,10 @@ static void test_unique_ids_are_set_read_only_and_distinct(void)
             };
             CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
             RV_REQ(F->C_CreateObject(ss[k], t, NELEM(t), &o), CKR_OK, "C_CreateObject");
-            char v[40];
-            CK_ATTRIBUTE r = { CKA_UNIQUE_ID, v, sizeof(v) };
+            char v[40] = { 0 };
+            CK_ATTRIBUTE r = { CKA_UNIQUE_ID, v, sizeof(v) - 1 };
             RV_REQ(F->C_GetAttributeValue(ss[k], o, &r, 1), CKR_OK, "read CKA_UNIQUE_ID");
-            well_formed &= r.ulValueLen == 32 && strspn(v, "0123456789abcdef") >= 32;
+            well_formed &= r.ulValueLen == 32 && strspn(v, "0123456789abcdef") == 32;
             memcpy(ids[n], v, 32);
             ids[n][32] = '\0';
             n++;
