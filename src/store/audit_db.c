@@ -218,8 +218,9 @@ out:
 }
 
 /* Version 1 with the magic: ours. Version 0 without any table: a file that
- * is being (or was never) built: *empty. Anything else is refused. */
-static CK_RV check_schema(sqlite3 *c, bool *empty)
+ * is being (or was never) built: *empty. Anything else is refused. The
+ * caller holds a transaction: the reads must see one snapshot. */
+static CK_RV check_schema_locked(sqlite3 *c, bool *empty)
 {
     int64_t version, tables, magic;
     GUARD(query_int(c, "PRAGMA user_version", &version));
@@ -237,6 +238,22 @@ static CK_RV check_schema(sqlite3 *c, bool *empty)
     return CKR_OK;
 }
 
+/* check_schema_locked in a read transaction of its own. Without one, its
+ * reads were two snapshots: another process committing the schema between
+ * them showed a file of version 0 with tables, which was refused (a process
+ * opening a new audit file beside others then ran without the trail). */
+static CK_RV check_schema(sqlite3 *c, bool *empty)
+{
+    CK_RV rv;
+    GUARD(exec(c, "BEGIN"));
+    rv = check_schema_locked(c, empty);
+    if (rv == CKR_OK)
+        rv = exec(c, "COMMIT");
+    if (!sqlite3_get_autocommit(c))
+        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+    return rv;
+}
+
 /* Build the schema in a write transaction; another process may have built
  * it meanwhile, so look again once the lock is held. */
 static CK_RV build_schema(sqlite3 *c)
@@ -244,7 +261,7 @@ static CK_RV build_schema(sqlite3 *c)
     CK_RV rv;
     bool empty;
     GUARD(exec(c, "BEGIN IMMEDIATE"));
-    GUARD_OUT(check_schema(c, &empty));
+    GUARD_OUT(check_schema_locked(c, &empty));
     if (empty)
         GUARD_OUT(exec(c, SCHEMA_V1));
     rv = exec(c, "COMMIT");

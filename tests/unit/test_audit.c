@@ -1211,11 +1211,24 @@ static void test_processes_opening_a_new_audit_file_together_all_get_it(void)
                 audit_log *ca = NULL;
                 audit_policy p = policy();
                 crypto_forget_after_fork();
-                if (crypto_init() != CKR_OK || store_open(path_of(name), &cs) != CKR_OK)
+                CK_RV crv = crypto_init();
+                if (crv == CKR_OK)
+                    crv = store_open(path_of(name), &cs);
+                if (crv != CKR_OK) {
+                    fprintf(stderr, "child %d: token open: 0x%lx\n", k, crv);
                     _exit(2);
-                if (audit_open(path_of(name), cs, &p, &ca) != CKR_OK)
+                }
+                crv = audit_open(path_of(name), cs, &p, &ca);
+                if (crv != CKR_OK) {
+                    fprintf(stderr, "child %d: audit_open: 0x%lx\n", k, crv);
                     _exit(3);
-                record_n(ca, 1);
+                }
+                audit_event e = event(AUDIT_EVENT, "C_Login", CKR_OK, NULL);
+                crv = audit_record(ca, &e);
+                if (crv != CKR_OK) {
+                    fprintf(stderr, "child %d: audit_record: 0x%lx\n", k, crv);
+                    _exit(4);
+                }
                 audit_close(ca);
                 store_close(cs);
                 crypto_fini();
