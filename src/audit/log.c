@@ -611,8 +611,7 @@ static bool aggregate(audit_log *a, const audit_event *e)
     copy_trunc(g->user, sizeof(g->user), e->user);
     a->slots[slot] = (uint32_t)(++a->n_groups);
     if (a->n_groups == 1)
-        __atomic_store_n(&a->deadline_ns, g->born_ns + (uint64_t)a->pol.flush_ms * 1000000u,
-                         __ATOMIC_RELAXED);
+        deadline_at_most(a, g->born_ns + (uint64_t)a->pol.flush_ms * 1000000u);
 out:
     pthread_mutex_unlock(&a->agg_mu);
     return ok;
@@ -709,18 +708,15 @@ static CK_RV flush(audit_log *a, flush_mode m, CK_SESSION_HANDLE s, bool wait)
     pthread_mutex_lock(&a->agg_mu);
     rv = stage_locked(a, m, s);
     pthread_mutex_unlock(&a->agg_mu);
-    /* The outbox drains with whatever is written, or on its own. */
-    if (a->n_staged > 0 || __atomic_load_n(&a->ob_pending, __ATOMIC_RELAXED) > 0) {
-        wrv = audit_write_locked(a, a->staging, a->n_staged);
-        if (wrv == CKR_OK) {
-            a->n_staged = 0;
-        } else {
-            /* Keep the rows; try again a flush interval from now. */
-            uint64_t retry = audit_mono_coarse_ns() + (uint64_t)a->pol.flush_ms * 1000000u;
-            if (retry < __atomic_load_n(&a->deadline_ns, __ATOMIC_RELAXED))
-                __atomic_store_n(&a->deadline_ns, retry, __ATOMIC_RELAXED);
-            rv = wrv;
-        }
+    /* The staged rows, after what the outbox holds (nothing to write: no
+     * transaction). */
+    wrv = audit_write_locked(a, a->staging, a->n_staged);
+    if (wrv == CKR_OK) {
+        a->n_staged = 0;
+    } else {
+        /* Keep the rows; try again a flush interval from now. */
+        deadline_at_most(a, audit_mono_coarse_ns() + (uint64_t)a->pol.flush_ms * 1000000u);
+        rv = wrv;
     }
     pthread_mutex_unlock(&a->write_mu);
     return rv;

@@ -108,15 +108,20 @@ static uint64_t coarse_ms(void)
 }
 
 /* The names of the key audit_use_op_key noted, into the event. */
+static void copy_key_names(const aud_key *k, audit_event *ev)
+{
+    memcpy(ev->key_label, k->label, sizeof(ev->key_label));
+    memcpy(ev->key_id, k->id, sizeof(ev->key_id));
+    memcpy(ev->key_family, k->family, sizeof(ev->key_family));
+}
+
 static void ev_key_names(session *s, audit_event *ev)
 {
     const aud_key *k = s->ev_key;
     if (k == NULL)
         return;
     s->ev_key = NULL;
-    memcpy(ev->key_label, k->label, sizeof(ev->key_label));
-    memcpy(ev->key_id, k->id, sizeof(ev->key_id));
-    memcpy(ev->key_family, k->family, sizeof(ev->key_family));
+    copy_key_names(k, ev);
 }
 
 /* Names compared by pointer first: a function's name is the same string
@@ -192,25 +197,30 @@ static void ev_who(session *s, audit_event *ev, char *user)
     ev->user = user;
 }
 
-bool core_audit_outbox_row(session *s, audit_row *row)
+bool core_audit_outbox_rec(session *s, store_audit_rec *rec, bool names_object)
 {
     token *t = s->tok;
     char user[sizeof(t->user)];
     if (s->ev == NULL || t->audit == NULL || s->aud != AUD_ALWAYS)
         return false;
+    /* A copy: the call's own event stays as it is, for a failure after
+     * the commit (core_audit_end). */
     audit_event ev = *s->ev;
     ev.rv = CKR_OK;
     ev.deny_reason = NULL;
     if (ev.user == NULL)
         ev_who(s, &ev, user);
-    if (s->ev_key != NULL) {
-        const aud_key *k = s->ev_key;
-        memcpy(ev.key_label, k->label, sizeof(ev.key_label));
-        memcpy(ev.key_id, k->id, sizeof(ev.key_id));
-        memcpy(ev.key_family, k->family, sizeof(ev.key_family));
-    }
-    audit_outbox_row(t->audit, &ev, row);
+    if (s->ev_key != NULL)
+        copy_key_names(s->ev_key, &ev);
+    audit_outbox_row(t->audit, &ev, &rec->row);
+    rec->names_object = names_object;
     return true;
+}
+
+void core_audit_outbox_committed(session *s)
+{
+    s->ev_outboxed = true;
+    audit_outbox_added(s->tok->audit);
 }
 
 CK_RV core_audit_end(session *s, CK_RV rv)

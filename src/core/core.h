@@ -420,9 +420,13 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
 CK_RV core_audit_end(session *s, CK_RV rv) CUSTOS_WUR;
 /* The record of the call in progress as it will read if the change the
  * call is about to commit succeeds (rv CKR_OK), for the token's audit
- * outbox: false when the call has no record (no trail, no event). Call it
- * without the token lock. */
-bool core_audit_outbox_row(session *s, audit_row *row);
+ * outbox (names_object: see store_audit_rec); false when the call has no
+ * record (no trail, no event). Call it without the token lock. Once the
+ * change and rec are committed, core_audit_outbox_committed: the call's
+ * end then writes no record of its own (unless the call fails after all),
+ * and the log drains the outbox in time. */
+bool core_audit_outbox_rec(session *s, store_audit_rec *rec, bool names_object);
+void core_audit_outbox_committed(session *s);
 /* A session-less call on a token (C_InitToken). */
 void core_audit_token_event(token *t, const char *fn, CK_RV rv);
 /* What the core learns during a call: */

@@ -308,7 +308,7 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     /* A token object's record goes into the token file with it, in one
      * durable commit (docs/audit.md, "The outbox"). */
     store_audit_rec rec;
-    bool outbox = is_token && core_audit_outbox_row(s, &rec.row);
+    bool outbox = is_token && core_audit_outbox_rec(s, &rec, name_new);
 
     pthread_mutex_lock(&t->lock);
     if (!is_token) {
@@ -334,7 +334,6 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     ENSURE_OUT(!secret || t->mk != NULL, CKR_USER_NOT_LOGGED_IN);
     /* The record names the handle the client gets: the store ORs the row
      * into these bits. */
-    rec.names_object = name_new;
     if (outbox && name_new)
         rec.row.key_handle = (int64_t)object_client_handle(t, 0, o->is_private);
     /* On disk before CKR_OK: store_object_insert commits durably. */
@@ -344,10 +343,8 @@ CK_RV object_add_internal(session *s, attr_list *attrs, const CK_ATTRIBUTE *unle
     else
         GUARD_OUT(store_object_insert_audited(t->st, t->mk, sa, o->attrs.n,
                                               outbox ? &rec : NULL, &h));
-    if (outbox) {
-        s->ev_outboxed = true;
-        audit_outbox_added(t->audit);
-    }
+    if (outbox)
+        core_audit_outbox_committed(s);
     if (h > HANDLE_ROW_MASK) {
         /* Four billion objects made in this token: handles would collide. */
         rv = store_object_delete(t->st, h);
@@ -449,8 +446,7 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
     struct apply_args a = { tok, o, TMPL_SET, t, n, &l };
     GUARD_OUT(object_with_attrs(tok, o, apply_locked, &a));
     store_audit_rec rec;
-    bool outbox = o->is_token && core_audit_outbox_row(s, &rec.row);
-    rec.names_object = false;
+    bool outbox = o->is_token && core_audit_outbox_rec(s, &rec, false);
     pthread_mutex_lock(&tok->lock);
     if (o->is_token) {
         /* Persist the attributes the template named, with their new
@@ -467,10 +463,8 @@ CK_RV core_set_attributes(session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR t, CK
         if (rv == CKR_OK)
             rv = store_object_update_audited(tok->st, tok->mk, o->handle, sa, n,
                                              outbox ? &rec : NULL);
-        if (rv == CKR_OK && outbox) {
-            s->ev_outboxed = true;
-            audit_outbox_added(tok->audit);
-        }
+        if (rv == CKR_OK && outbox)
+            core_audit_outbox_committed(s);
     } else {
         rv = CKR_OK;
     }
@@ -509,8 +503,7 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
     /* A token key and the record of its destruction (the evidence of a
      * crypto-shredding) go to disk in one commit. */
     store_audit_rec rec;
-    bool outbox = o->is_token && core_audit_outbox_row(s, &rec.row);
-    rec.names_object = false;
+    bool outbox = o->is_token && core_audit_outbox_rec(s, &rec, false);
     pthread_mutex_lock(&t->lock);
     atomic_fetch_add(&t->gen, 1);
     if (o->is_token) {
@@ -518,10 +511,8 @@ CK_RV core_destroy_object(session *s, CK_OBJECT_HANDLE h)
         if (rv == CKR_OK) {
             object *c = hmap_del(&t->cache, o->handle);
             object_unref(c);
-            if (outbox) {
-                s->ev_outboxed = true;
-                audit_outbox_added(t->audit);
-            }
+            if (outbox)
+                core_audit_outbox_committed(s);
         }
     } else {
         object *c = hmap_del(&t->sobjs, h);

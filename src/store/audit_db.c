@@ -578,17 +578,11 @@ bool audit_row_unpack(const uint8_t *in, size_t len, audit_row *r)
 
 CK_RV audit_db_serialised(audit_db *db, CK_RV (*fn)(void *ctx), void *ctx)
 {
-    CK_RV rv;
     ENSURE(db != NULL && fn != NULL, CKR_ARGUMENTS_BAD);
-    pthread_mutex_lock(&db->lock);
-    GUARD_OUT(run_id(db, S_BEGIN));
-    GUARD_OUT(fn(ctx));
-    rv = run_id(db, S_COMMIT);
-out:
-    if (rv != CKR_OK)
-        rollback(db);
-    pthread_mutex_unlock(&db->lock);
-    return rv;
+    GUARD(audit_db_begin(db));
+    CK_RV rv = fn(ctx);
+    CK_RV crv = audit_db_end(db, rv == CKR_OK);
+    return rv != CKR_OK ? rv : crv;
 }
 
 /* ---- reading ----------------------------------------------------------------------- */

@@ -1001,9 +1001,6 @@ out:
     return rv;
 }
 
-/* Inside the caller's write transaction: the object row, then its
- * attributes. The handle is bound into every sealed value's AAD, so it must
- * be known before sealing: the row comes first. */
 /* The audit record of a change to object h, into the outbox, inside the
  * change's own transaction (rec NULL: nothing). */
 static CK_RV outbox_put_locked(store *st, store_audit_rec *rec, CK_OBJECT_HANDLE h)
@@ -1022,7 +1019,10 @@ static CK_RV outbox_put_locked(store *st, store_audit_rec *rec, CK_OBJECT_HANDLE
     return run(s);
 }
 
-/* The object row, its attributes and (rec != NULL) its audit record. */
+/* Inside the caller's write transaction: the object row, then its
+ * attributes, then (rec != NULL) its audit record. The handle is bound into
+ * every sealed value's AAD, so it must be known before sealing: the row
+ * comes first. */
 static CK_RV insert_object_locked(store *st, const uint8_t *mk, const store_attr *attrs, size_t n,
                                   store_audit_rec *rec, CK_OBJECT_HANDLE *out)
 {
@@ -1223,8 +1223,8 @@ bool store_type_indexed(CK_ATTRIBUTE_TYPE type)
 }
 
 /* How well a term is likely to narrow a search: terms the index leaves out
- * (unindexed types, empty values) last, then other broad types, then the longer the value the rarer (a
- * label or an id beats a CK_ULONG). */
+ * (unindexed types, empty values) last, then other broad types, then the
+ * longer the value the rarer (a label or an id beats a CK_ULONG). */
 static size_t narrowness(const CK_ATTRIBUTE *t)
 {
     if (!store_type_indexed(t->type) || t->ulValueLen == 0)

@@ -196,6 +196,25 @@ static bool file_contains(const char *path, const void *needle, size_t n)
     return found;
 }
 
+/* In a forked child: the crypto library, the token and its audit log
+ * opened afresh, as a new process would; exits 2, saying why, when one of
+ * them cannot be opened. */
+static audit_log *child_open(const char *name, const audit_policy *p, store **cs)
+{
+    audit_log *ca = NULL;
+    crypto_forget_after_fork();
+    CK_RV rv = crypto_init();
+    if (rv == CKR_OK)
+        rv = store_open(path_of(name), cs);
+    if (rv == CKR_OK)
+        rv = audit_open(path_of(name), *cs, p, &ca);
+    if (rv != CKR_OK) {
+        fprintf(stderr, "child %ld: opening %s: 0x%lx\n", (long)getpid(), name, rv);
+        _exit(2);
+    }
+    return ca;
+}
+
 /* ---- records and the chain ------------------------------------------------- */
 
 static void test_appended_records_verify_ok_with_head_sealed(void)
@@ -299,14 +318,10 @@ static void test_two_processes_append_10000_records_and_chain_verifies(void)
         CU_ASSERT_FATAL(kids[k] >= 0);
         if (kids[k] == 0) {
             store *cst = NULL;
-            audit_log *ca = NULL;
             int bad = 0;
             audit_forget_after_fork(a);
             store_forget_after_fork(st);
-            crypto_forget_after_fork();
-            if (crypto_init() != CKR_OK || store_open(path_of("t3.db"), &cst) != CKR_OK ||
-                audit_open(path_of("t3.db"), cst, &p, &ca) != CKR_OK)
-                _exit(2);
+            audit_log *ca = child_open("t3.db", &p, &cst);
             for (int i = 0; i < 5000; i++) {
                 audit_event e = event(AUDIT_EVENT, k ? "C_DestroyObject" : "C_CreateObject",
                                       CKR_OK, NULL);
@@ -1010,11 +1025,8 @@ static void test_outbox_left_by_a_killed_process_is_drained_by_the_next_open(voi
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
         store *cs = NULL;
-        audit_log *ca = NULL;
         audit_policy p = policy();
-        if (store_open(path_of("ob3.db"), &cs) != CKR_OK ||
-            audit_open(path_of("ob3.db"), cs, &p, &ca) != CKR_OK)
-            _exit(2);
+        audit_log *ca = child_open("ob3.db", &p, &cs);
         for (int i = 0; i < 3; i++)
             insert_audited(cs, ca, "ob-orphan", 0);
         _exit(0); /* killed: no flush, no close */
@@ -1129,14 +1141,10 @@ static void test_two_processes_drain_each_others_outbox_rows_exactly_once(void)
         CU_ASSERT_FATAL(kids[k] >= 0);
         if (kids[k] == 0) {
             store *cs = NULL;
-            audit_log *ca = NULL;
             audit_policy p = policy();
             p.flush_ms = 5;
             int bad = 0;
-            crypto_forget_after_fork();
-            if (crypto_init() != CKR_OK || store_open(path_of("ob7.db"), &cs) != CKR_OK ||
-                audit_open(path_of("ob7.db"), cs, &p, &ca) != CKR_OK)
-                _exit(2);
+            audit_log *ca = child_open("ob7.db", &p, &cs);
             for (int i = 0; i < PER; i++) {
                 insert_audited(cs, ca, k ? "ob-kid1" : "ob-kid0", 0);
                 if (i % 7 == 0) {
@@ -1208,23 +1216,10 @@ static void test_processes_opening_a_new_audit_file_together_all_get_it(void)
             CU_ASSERT_FATAL(kids[k] >= 0);
             if (kids[k] == 0) {
                 store *cs = NULL;
-                audit_log *ca = NULL;
                 audit_policy p = policy();
-                crypto_forget_after_fork();
-                CK_RV crv = crypto_init();
-                if (crv == CKR_OK)
-                    crv = store_open(path_of(name), &cs);
-                if (crv != CKR_OK) {
-                    fprintf(stderr, "child %d: token open: 0x%lx\n", k, crv);
-                    _exit(2);
-                }
-                crv = audit_open(path_of(name), cs, &p, &ca);
-                if (crv != CKR_OK) {
-                    fprintf(stderr, "child %d: audit_open: 0x%lx\n", k, crv);
-                    _exit(3);
-                }
+                audit_log *ca = child_open(name, &p, &cs);
                 audit_event e = event(AUDIT_EVENT, "C_Login", CKR_OK, NULL);
-                crv = audit_record(ca, &e);
+                CK_RV crv = audit_record(ca, &e);
                 if (crv != CKR_OK) {
                     fprintf(stderr, "child %d: audit_record: 0x%lx\n", k, crv);
                     _exit(4);
