@@ -109,6 +109,11 @@ void audit_outbox_added(audit_log *a);
 /* Write pending aggregates now: all of them (force) or those older than
  * flush_ms. */
 CK_RV audit_flush(audit_log *a, bool force) CUSTOS_WUR;
+/* The same as audit_flush(a, false) for a caller that has just read the
+ * clock: now_ns from audit_mono_coarse_ns(). */
+CK_RV audit_flush_due(audit_log *a, uint64_t now_ns) CUSTOS_WUR;
+/* CLOCK_MONOTONIC_COARSE in nanoseconds (a vDSO read, no system call). */
+uint64_t audit_mono_coarse_ns(void);
 /* Write pending aggregates of one session (at C_CloseSession). */
 CK_RV audit_flush_session(audit_log *a, CK_SESSION_HANDLE s) CUSTOS_WUR;
 

@@ -148,7 +148,6 @@ CK_RV audit_write_locked(audit_log *a, audit_row *rows, size_t n) CUSTOS_WUR;
 void audit_syslog(audit_log *a, int priority, const char *msg);
 /* For tests: send syslog datagrams to this socket instead of /dev/log. */
 void audit_syslog_set_path(const char *path);
-uint64_t audit_mono_coarse_ns(void);
 
 /* ---- alert.c --------------------------------------------------------------- */
 void audit_alerts_free(audit_log *a);

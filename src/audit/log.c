@@ -726,11 +726,20 @@ CK_RV audit_flush(audit_log *a, bool force)
 {
     if (a == NULL || !a->pol.enabled)
         return CKR_OK;
-    /* Called on every data operation: nothing but a coarse clock read
-     * (vDSO, no system call) until the oldest aggregate is due. */
-    if (!force && audit_mono_coarse_ns() < __atomic_load_n(&a->deadline_ns, __ATOMIC_RELAXED))
+    if (!force)
+        return audit_flush_due(a, audit_mono_coarse_ns());
+    return flush(a, FLUSH_ALL, 0, true);
+}
+
+CK_RV audit_flush_due(audit_log *a, uint64_t now_ns)
+{
+    if (a == NULL || !a->pol.enabled)
         return CKR_OK;
-    return flush(a, force ? FLUSH_ALL : FLUSH_DUE, 0, force);
+    /* Called on every data operation: nothing but a comparison with the
+     * caller's coarse clock read until the oldest aggregate is due. */
+    if (now_ns < __atomic_load_n(&a->deadline_ns, __ATOMIC_RELAXED))
+        return CKR_OK;
+    return flush(a, FLUSH_DUE, 0, false);
 }
 
 CK_RV audit_flush_session(audit_log *a, CK_SESSION_HANDLE s)

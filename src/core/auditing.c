@@ -100,13 +100,6 @@ CK_RV core_audit_begin(session *s, const char *fn, aud_class cls, audit_event *e
  * operation. */
 #define PEND_PUSH_MS 100
 
-static uint64_t coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The names of the key audit_use_op_key noted, into the event. */
 static void copy_key_names(const aud_key *k, audit_event *ev)
 {
@@ -131,13 +124,22 @@ static bool same_str(const char *a, const char *b)
     return a == b || strcmp(a, b) == 0;
 }
 
-static bool same_run(const audit_event *p, const audit_event *e)
+/* The user of the pending run is the one ev_who last read, as long as
+ * no login or logout changed it since: no string to compare. */
+static bool same_user(const session *s, const audit_event *e)
 {
+    return (e->user == s->who && s->pend_who_gen != 0 && s->pend_who_gen == s->who_gen) ||
+           strcmp(s->pend.user, e->user) == 0;
+}
+
+static bool same_run(const session *s, const audit_event *e)
+{
+    const audit_event *p = &s->pend;
     return p->mech == e->mech && p->key == e->key && p->rv == e->rv && p->roles == e->roles &&
            p->has_resource_digest == e->has_resource_digest &&
            (!p->has_resource_digest ||
             memcmp(p->resource_digest, e->resource_digest, sizeof(p->resource_digest)) == 0) &&
-           same_str(p->function, e->function) && strcmp(p->user, e->user) == 0 &&
+           same_str(p->function, e->function) && same_user(s, e) &&
            strcmp(p->resource_label, e->resource_label) == 0 && p->key_version == e->key_version;
 }
 
@@ -154,11 +156,12 @@ void audit_session_push(session *s)
     s->pend.count = 0;
 }
 
-/* Count an allowed data operation in the session's run. */
-static void pend(session *s, const audit_event *ev)
+/* Count an allowed data operation in the session's run; now_ns is the
+ * call's coarse monotonic clock. */
+static void pend(session *s, const audit_event *ev, uint64_t now_ns)
 {
-    uint64_t now = coarse_ms();
-    if (s->pend.count > 0 && same_run(&s->pend, ev)) {
+    uint64_t now = now_ns / 1000000u;
+    if (s->pend.count > 0 && same_run(s, ev)) {
         s->pend.count++;
     } else {
         audit_session_push(s);
@@ -166,6 +169,7 @@ static void pend(session *s, const audit_event *ev)
         ev_key_names(s, &s->pend);
         snprintf(s->pend_user, sizeof(s->pend_user), "%s", ev->user);
         s->pend.user = s->pend_user;
+        s->pend_who_gen = ev->user == s->who ? s->who_gen : 0;
         s->pend.count = 1;
         s->pend_ms = now;
     }
@@ -177,9 +181,9 @@ _Static_assert(sizeof(((session *)0)->who) == sizeof(((token *)0)->user),
               "a session's copy of the user fits where the token's does");
 
 /* Who the record names: the session's copy of who is logged in, refreshed
- * under the token lock when a login or logout changed it. user has room
- * for sizeof(t->user). */
-static void ev_who(session *s, audit_event *ev, char *user)
+ * under the token lock when a login or logout changed it. The event points
+ * at that copy: only this session's calls, which hold its lock, change it. */
+static void ev_who(session *s, audit_event *ev)
 {
     token *t = s->tok;
     uint64_t g = atomic_load(&t->login_gen);
@@ -192,15 +196,13 @@ static void ev_who(session *s, audit_event *ev, char *user)
         s->who[sizeof(s->who) - 1] = '\0';
         s->who_gen = g + 1; /* + 1: 0 means never filled */
     }
-    memcpy(user, s->who, sizeof(s->who));
     ev->roles = s->who_roles;
-    ev->user = user;
+    ev->user = s->who;
 }
 
 bool core_audit_outbox_rec(session *s, store_audit_rec *rec, bool names_object)
 {
     token *t = s->tok;
-    char user[sizeof(t->user)];
     if (s->ev == NULL || t->audit == NULL || s->aud != AUD_ALWAYS)
         return false;
     /* A copy: the call's own event stays as it is, for a failure after
@@ -209,7 +211,7 @@ bool core_audit_outbox_rec(session *s, store_audit_rec *rec, bool names_object)
     ev.rv = CKR_OK;
     ev.deny_reason = NULL;
     if (ev.user == NULL)
-        ev_who(s, &ev, user);
+        ev_who(s, &ev);
     if (s->ev_key != NULL)
         copy_key_names(s->ev_key, &ev);
     audit_outbox_row(t->audit, &ev, &rec->row);
@@ -228,7 +230,8 @@ CK_RV core_audit_end(session *s, CK_RV rv)
     audit_event *ev = s->ev;
     aud_class cls = s->aud;
     token *t = s->tok;
-    char user[sizeof(t->user)];
+    /* One clock read for the run and the flush deadline. */
+    uint64_t now_ns = audit_mono_coarse_ns();
 
     s->ev = NULL;
     s->aud = AUD_NONE;
@@ -249,14 +252,14 @@ CK_RV core_audit_end(session *s, CK_RV rv)
             goto flush;
     }
     if (ev->user == NULL)
-        ev_who(s, ev, user);
+        ev_who(s, ev);
     if (rv != CKR_OK) {
         ev->kind = AUDIT_EVENT; /* refusals and failures are written at once */
         if (ev->deny_reason == NULL)
             ev->deny_reason = denial(rv);
     }
     if (ev->kind == AUDIT_DATA && ev->deny_reason == NULL && !lib.cfg.audit.each_data_op) {
-        pend(s, ev);
+        pend(s, ev, now_ns);
         goto flush;
     }
     ev_key_names(s, ev);
@@ -268,7 +271,7 @@ CK_RV core_audit_end(session *s, CK_RV rv)
     }
 flush:
     s->ev_key = NULL; /* the key it names may change with the next call */
-    if (audit_flush(t->audit, false) != CKR_OK && t->audit_rv == CKR_OK)
+    if (audit_flush_due(t->audit, now_ns) != CKR_OK && t->audit_rv == CKR_OK)
         t->audit_rv = CKR_DEVICE_ERROR;
     return rv;
 }

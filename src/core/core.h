@@ -206,6 +206,7 @@ typedef struct session {
     audit_event pend;
     char pend_user[64];
     uint64_t pend_ms;
+    uint64_t pend_who_gen;     /* who_gen its user was read at; 0: compare names */
     /* - who is logged in, as of login_gen (auditing.c). */
     uint64_t who_gen;
     char who[64];

@@ -245,7 +245,7 @@ static void note_message(session *s, msg_op *m, const uint8_t *aad, size_t aadle
 {
     if (s->ev == NULL)
         return;
-    audit_use_key(s, &m->akey);
+    audit_use_op_key(s, &m->akey);
     s->ev->mech = m->mech->type;
     /* Each message names its own resource (its AAD). */
     s->ev->has_resource_digest = audit_aad_digest(s, aad, aadlen, s->ev->resource_digest);

@@ -22,8 +22,8 @@ done
 TEST_PY=$IT_DIR/audit_trail_test.py
 T0=$SECONDS
 
-DEC_PIN=$(gen_pin); GEN_PIN=$(gen_pin); AUD_PIN=$(gen_pin); OFF_PIN=$(gen_pin)
-secret "$DEC_PIN"; secret "$GEN_PIN"; secret "$AUD_PIN"; secret "$OFF_PIN"
+DEC_PIN=$(gen_pin); DEC2_PIN=$(gen_pin); GEN_PIN=$(gen_pin); AUD_PIN=$(gen_pin); OFF_PIN=$(gen_pin)
+secret "$DEC_PIN"; secret "$DEC2_PIN"; secret "$GEN_PIN"; secret "$AUD_PIN"; secret "$OFF_PIN"
 SECRETS=$IT_TMP/secret   # the test's own secrets: the only place they are written
 LOGS=$IT_TMP/logs        # everything the test and its programs printed, searched in part 5
 STATE=$IT_TMP/state
@@ -32,7 +32,7 @@ for u in so:$SO_PIN aud:$AUD_PIN dec:$DEC_PIN off:$OFF_PIN wrong:$WRONG_PIN; do
     printf '%s\n' "${u#*:}" > "$SECRETS/${u%%:*}.pin"
 done
 export IT_SO_PIN=$SO_PIN IT_USER_PIN=$USER_PIN IT_WRONG_PIN=$WRONG_PIN IT_DEC_PIN=$DEC_PIN \
-    IT_GEN_PIN=$GEN_PIN IT_AUD_PIN=$AUD_PIN IT_OFF_PIN=$OFF_PIN
+    IT_DEC2_PIN=$DEC2_PIN IT_GEN_PIN=$GEN_PIN IT_AUD_PIN=$AUD_PIN IT_OFF_PIN=$OFF_PIN
 export IT_STATE=$STATE IT_SECRET_DIR=$SECRETS IT_LABEL="it-audit-$$" IT_STORE=$IT_STORE
 AUDIT_DB=$IT_STORE/token-0.audit.db
 

@@ -51,7 +51,7 @@ STATE = os.environ.get("IT_STATE", "")
 SECRET_DIR = os.environ.get("IT_SECRET_DIR", "")
 LABEL = os.environ.get("IT_LABEL", "")
 PIN = {k: os.environ.get("IT_%s_PIN" % k.upper(), "")
-       for k in ("so", "user", "wrong", "dec", "gen", "aud", "off")}
+       for k in ("so", "user", "wrong", "dec", "dec2", "gen", "aud", "off")}
 AADS = [b"tenant=%d,table=orders" % i for i in range(4)]
 # Data operations, aggregated (docs/audit.md): encrypt, decrypt, sign, verify,
 # and the session-key path of envelopes (a DEK generated, wrapped, unwrapped).
@@ -284,8 +284,8 @@ def phase_setup(label):
     s.login(PIN["so"], user_type=CKU_SO)
     s.initPin(PIN["user"])
     ext = Ext()
-    for name, roles in (("dec", ROLE_DECRYPT), ("gen", ROLE_GENERATE), ("aud", ROLE_AUDIT),
-                        ("off", ROLE_DECRYPT)):
+    for name, roles in (("dec", ROLE_DECRYPT), ("dec2", ROLE_DECRYPT), ("gen", ROLE_GENERATE),
+                        ("aud", ROLE_AUDIT), ("off", ROLE_DECRYPT)):
         rv = ext.user_add(s, name, roles, PIN[name])
         check(rv == CKR_OK, "C_CustosUserAdd %s (roles 0x%x)" % (name, roles), "CKR_OK", rv_name(rv))
     rv = ext.user_enable(s, "off", False)
@@ -372,6 +372,12 @@ def phase_worker(tag, rounds):
             n["C_UnwrapKey"] += 1
             n["C_DestroyObject"] += 2
         if i % 1000 == 999:
+            # The last operation before the logout is the very decrypt user dec does next: the
+            # records must still split by user (a run is one user's).
+            sct, siv, saad, spt = saved
+            if bytes(s.decrypt(k_aes, sct, gcm(siv, saad))) != spt:
+                raise RuntimeError("user: decrypt gave other bytes")
+            n["C_Decrypt"] += 1
             s.logout()
             rv = ext.login_user(s, CKU_USER, PIN["wrong"], "user")
             if rv != CKR_PIN_INCORRECT:
@@ -388,6 +394,20 @@ def phase_worker(tag, rounds):
                 if bytes(s.decrypt(k_aes, sct, gcm(siv, saad))) != spt:
                     raise RuntimeError("dec: decrypt gave other bytes")
                 n["C_Decrypt"] += 1
+            # dec2 has the same roles: the same decrypt right after dec's is still dec2's record.
+            s.logout()
+            if ext.login_user(s, CKU_USER, PIN["dec2"], "dec2") != CKR_OK:
+                raise RuntimeError("C_LoginUser dec2 failed")
+            k_aes = find_key(s, "it-aes")
+            for _ in range(5):
+                if bytes(s.decrypt(k_aes, sct, gcm(siv, saad))) != spt:
+                    raise RuntimeError("dec2: decrypt gave other bytes")
+                n["C_Decrypt"] += 1
+            s.logout()
+            if ext.login_user(s, CKU_USER, PIN["dec"], "dec") != CKR_OK:
+                raise RuntimeError("C_LoginUser dec failed")
+            n["login_ok"] += 2
+            k_aes, k_mac = find_key(s, "it-aes"), find_key(s, "it-hmac")
             expect_fail(s.encrypt, CKR_ACTION_PROHIBITED, k_aes, spt, gcm(os.urandom(12), saad))
             expect_fail(s.encrypt, CKR_ACTION_PROHIBITED, k_aes, spt, gcm(os.urandom(12), saad))
             expect_fail(s.sign, CKR_ACTION_PROHIBITED, k_mac, spt, hm)
@@ -500,6 +520,10 @@ def phase_check_counts(export, result_files):
         dec = sum(r["count"] for r in rs if r["kind"] == "data" and r["token_user"] == "dec")
         check(dec == 20 * c.get("login_wrong", 0), "worker %s: decrypts recorded for user dec" %
               res["tag"], 20 * c.get("login_wrong", 0), dec)
+        dec2 = sum(r["count"] for r in rs if r["kind"] == "data" and r["token_user"] == "dec2")
+        check(dec2 == 5 * c.get("login_wrong", 0), "worker %s: decrypts recorded for user dec2 "
+              "(same roles, same key and resource as dec's just before)" % res["tag"],
+              5 * c.get("login_wrong", 0), dec2)
     spans = [(min(r["first_us"] for r in recs if r["pid"] == res["pid"]),
               max(r["last_us"] for r in recs if r["pid"] == res["pid"])) for res in results]
     check(max(a for a, _ in spans) < min(b for _, b in spans),
