@@ -140,7 +140,9 @@ static bool same_run(const session *s, const audit_event *e)
            (!p->has_resource_digest ||
             memcmp(p->resource_digest, e->resource_digest, sizeof(p->resource_digest)) == 0) &&
            same_str(p->function, e->function) && same_user(s, e) &&
-           strcmp(p->resource_label, e->resource_label) == 0 && p->key_version == e->key_version;
+           p->resource_label[0] == e->resource_label[0] &&
+           (p->resource_label[0] == '\0' || strcmp(p->resource_label, e->resource_label) == 0) &&
+           p->key_version == e->key_version;
 }
 
 void audit_session_push(session *s)
