@@ -134,6 +134,11 @@ CK_RV crypto_hmac_update(crypto_hmac *ctx, const uint8_t *in, size_t inlen) CUST
 /* Writes crypto_md_size(alg) bytes and resets ctx for the next message
  * under the same key (no new key schedule). */
 CK_RV crypto_hmac_final(crypto_hmac *ctx, uint8_t *out) CUSTOS_WUR;
+/* Start a new message on ctx under key, which may differ from the key ctx
+ * has: the same key (compared in constant time) keeps its precomputed
+ * inner and outer states, another one is scheduled. A message in progress
+ * is dropped. */
+CK_RV crypto_hmac_restart(crypto_hmac *ctx, const uint8_t *key, size_t keylen) CUSTOS_WUR;
 void crypto_hmac_free(crypto_hmac *ctx);
 
 /* ---- PIN key derivation ----------------------------------------------- */

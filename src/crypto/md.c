@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <openssl/core_names.h>
+#include "util/secmem.h"
 
 /* HMAC_Init_ex takes an int key length. */
 #define HMAC_KEY_MAX ((size_t)1 << 30)
@@ -96,10 +97,27 @@ CK_RV crypto_md_oneshot(crypto_md_alg alg, const uint8_t *in, size_t inlen, uint
     return CKR_OK;
 }
 
+/* Keys up to this long are kept (in secure memory) to be compared with the
+ * next one: a session signing many messages under one key. */
+#define HMAC_KEEP_MAX 128u
+
 struct crypto_hmac {
     EVP_MAC_CTX *ctx;
     size_t size;
+    uint8_t *key;        /* a copy of the key, or NULL (longer than HMAC_KEEP_MAX) */
+    size_t keylen;
+    bool fresh;          /* at the start of a message: nothing fed since the key */
 };
+
+/* Remember key (or forget the last one, when it is too long to keep). */
+static void keep_key(crypto_hmac *h, const uint8_t *key, size_t keylen)
+{
+    secmem_free(h->key, h->keylen);
+    h->key = NULL;
+    h->keylen = 0;
+    if (keylen > 0 && keylen <= HMAC_KEEP_MAX && (h->key = secmem_dup(key, keylen)) != NULL)
+        h->keylen = keylen;
+}
 
 CK_RV crypto_hmac_new(crypto_md_alg alg, const uint8_t *key, size_t keylen, crypto_hmac **out)
 {
@@ -120,6 +138,8 @@ CK_RV crypto_hmac_new(crypto_md_alg alg, const uint8_t *key, size_t keylen, cryp
     ENSURE_OUT(h->ctx != NULL, CKR_HOST_MEMORY);
     ENSURE_OUT(EVP_MAC_init(h->ctx, keylen > 0 ? key : empty, keylen, NULL) == 1,
                CKR_FUNCTION_FAILED);
+    keep_key(h, key, keylen);
+    h->fresh = true;
     *out = h;
     h = NULL;
 out:
@@ -130,6 +150,7 @@ out:
 CK_RV crypto_hmac_update(crypto_hmac *h, const uint8_t *in, size_t inlen)
 {
     ENSURE(h != NULL && (in != NULL || inlen == 0), CKR_ARGUMENTS_BAD);
+    h->fresh = false;
     if (inlen > 0 && EVP_MAC_update(h->ctx, in, inlen) != 1)
         return crypto_fail(CKR_FUNCTION_FAILED);
     return CKR_OK;
@@ -141,9 +162,30 @@ CK_RV crypto_hmac_final(crypto_hmac *h, uint8_t *out)
     ENSURE(h != NULL && out != NULL, CKR_ARGUMENTS_BAD);
     /* EVP_MAC_init with no key restarts from the precomputed inner/outer
      * states: the next message costs no key schedule. */
+    h->fresh = false;
     if (EVP_MAC_final(h->ctx, out, &outl, h->size) != 1 || outl != h->size ||
         EVP_MAC_init(h->ctx, NULL, 0, NULL) != 1)
         return crypto_fail(CKR_FUNCTION_FAILED);
+    h->fresh = true;
+    return CKR_OK;
+}
+
+CK_RV crypto_hmac_restart(crypto_hmac *h, const uint8_t *key, size_t keylen)
+{
+    static const uint8_t empty[1];
+    ENSURE(h != NULL && (key != NULL || keylen == 0), CKR_ARGUMENTS_BAD);
+    ENSURE(keylen <= HMAC_KEY_MAX, CKR_KEY_SIZE_RANGE);
+    bool same = h->key != NULL && h->keylen == keylen && ct_memeq(h->key, key, keylen);
+    if (same && h->fresh)
+        return CKR_OK;
+    h->fresh = false;
+    if (EVP_MAC_init(h->ctx, same ? NULL : keylen > 0 ? key : empty, same ? 0 : keylen, NULL) != 1) {
+        keep_key(h, NULL, 0);
+        return crypto_fail(CKR_FUNCTION_FAILED);
+    }
+    if (!same)
+        keep_key(h, key, keylen);
+    h->fresh = true;
     return CKR_OK;
 }
 
@@ -152,5 +194,6 @@ void crypto_hmac_free(crypto_hmac *h)
     if (h == NULL)
         return;
     EVP_MAC_CTX_free(h->ctx);
+    secmem_free(h->key, h->keylen);
     free(h);
 }

@@ -53,6 +53,25 @@ out:
     return rv;
 }
 
+/* The next operation on a context of a finished (or abandoned) one: the
+ * same digest, and the key's precomputed states kept if it is the same key. */
+static CK_RV reinit(mech_ctx *mc, const mech_desc *d, const CK_MECHANISM *m, mech_op op,
+                    const mech_key *key)
+{
+    hmac_ctx *c = MECH_CTX_AS(hmac_ctx, mc);
+
+    ENSURE(c != NULL && mc->ops == &mech_hmac_ops && d->ops == &mech_hmac_ops &&
+               c->alg == *(const crypto_md_alg *)d->family,
+           CKR_ARGUMENTS_BAD);
+    GUARD(check_param(d, m, op));
+    GUARD(mech_check_key(d, key));
+    c->finished = true; /* until the key is in */
+    GUARD(crypto_hmac_restart(c->h, key->bytes, key->len));
+    c->base.op = op;
+    c->finished = false;
+    return CKR_OK;
+}
+
 static size_t out_len(mech_ctx *mc, bool final, size_t inlen)
 {
     hmac_ctx *c = MECH_CTX_AS(hmac_ctx, mc);
@@ -120,4 +139,5 @@ const mech_ops mech_hmac_ops = {
     .oneshot = oneshot,
     .verify_final = verify_final,
     .free = hmac_free,
+    .reinit = reinit,
 };

@@ -217,6 +217,17 @@ static void test_hmac_rfc4231_sign_and_verify(void)
         RV_EQ(F->C_Sign(s, data, dlen, mac, &len), CKR_OK, "C_Sign(HMAC)");
         CHECK(len == wlen && memcmp(mac, want, wlen) == 0, "HMAC equals RFC 4231");
 
+        /* An abandoned operation leaves nothing behind in the next one on the same key (the
+         * session's context is reused with the key's precomputed states). */
+        RV_REQ(F->C_SignInit(s, &m, k), CKR_OK, "C_SignInit");
+        RV_EQ(F->C_SignUpdate(s, data, 5), CKR_OK, "C_SignUpdate (then abandoned)");
+        RV_EQ(F->C_SignInit(s, NULL, k), CKR_OK, "C_SignInit(NULL) ends it");
+        RV_REQ(F->C_SignInit(s, &m, k), CKR_OK, "C_SignInit");
+        len = sizeof(mac);
+        RV_EQ(F->C_Sign(s, data, dlen, mac, &len), CKR_OK, "C_Sign after an abandoned one");
+        CHECK(len == wlen && memcmp(mac, want, wlen) == 0,
+              "HMAC after an abandoned operation equals RFC 4231");
+
         RV_REQ(F->C_SignInit(s, &m, k), CKR_OK, "C_SignInit");
         RV_EQ(F->C_SignUpdate(s, data, 3), CKR_OK, "C_SignUpdate");
         RV_EQ(F->C_SignUpdate(s, data + 3, dlen - 3), CKR_OK, "C_SignUpdate");

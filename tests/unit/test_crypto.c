@@ -742,6 +742,57 @@ static void test_hmac_sha256_rfc4231_cases_2_and_6(void)
     crypto_hmac_free(h);
 }
 
+/* crypto_hmac_restart: the same key keeps its states, another is scheduled, a message in
+ * progress is dropped, and a key too long to keep is scheduled again each time. */
+static void test_hmac_restart(void)
+{
+    uint8_t out[32], jefe[32], tc6[32], key[131];
+    const char *d2 = "what do ya want for nothing?";
+    const char *d6 = "Test Using Larger Than Block-Size Key - Hash Key First";
+    crypto_hmac *h = NULL;
+    unhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", jefe);
+    unhex("60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", tc6);
+    memset(key, 0xaa, sizeof(key));
+    CU_ASSERT_EQUAL_FATAL(crypto_hmac_new(MD_SHA256, (const uint8_t *)"Jefe", 4, &h), CKR_OK);
+    for (int round = 0; round < 2; round++) {
+        /* a message begun and abandoned, then the same key again */
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)"abandoned", 9), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, jefe, 32) == 0);
+        /* straight after final: nothing to drop */
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, jefe, 32) == 0);
+        /* another key, longer than the ones kept: scheduled each time */
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, key, sizeof(key)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d6, strlen(d6)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, tc6, 32) == 0);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)"abandoned", 9), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, key, sizeof(key)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d6, strlen(d6)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, tc6, 32) == 0);
+        /* and back: the first key again, differing from the long one */
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, jefe, 32) == 0);
+        /* a prefix of the kept key is another key */
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jef", 3), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
+        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        CU_ASSERT(memcmp(out, jefe, 32) != 0);
+        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
+    }
+    CU_ASSERT_EQUAL(crypto_hmac_restart(h, NULL, 4), CKR_ARGUMENTS_BAD);
+    CU_ASSERT_EQUAL(crypto_hmac_restart(NULL, key, 4), CKR_ARGUMENTS_BAD);
+    crypto_hmac_free(h);
+}
+
 static void test_hmac_keys_give_different_macs(void)
 {
     uint8_t a[64], b[64];
@@ -905,6 +956,7 @@ static const cunit_case CASES[] = {
     CASE(test_sha256_and_sha3_256_of_abc),
     CASE(test_md_streaming_equals_oneshot_and_resets_at_final),
     CASE(test_hmac_sha256_rfc4231_cases_2_and_6),
+    CASE(test_hmac_restart),
     CASE(test_hmac_keys_give_different_macs),
     CASE(test_pbkdf2_sha256_known_answer),
     CASE(test_scrypt_rfc7914_vector),
