@@ -228,8 +228,10 @@ static CK_RV begin(session *s, msg_op *m, bool encrypt, const void *param, CK_UL
         GUARD(session_count_encryption(s, m->akey.handle, &seq));
         GUARD(generate_iv(p, seq, m->xor_base));
     }
+    /* The mechanism's start checks the single-part parameter (no separate
+     * check_param: the key was chosen at C_Message*Init, so no order of
+     * errors against the key's is at stake). */
     single_for(m->mech, p, aad, aadlen, &mech, &sp);
-    GUARD(m->mech->ops->check_param(m->mech, &mech, encrypt ? MECH_OP_ENCRYPT : MECH_OP_DECRYPT));
     mech_key k = { m->key, m->keylen, m->kt };
     mech_op kind = encrypt ? MECH_OP_ENCRYPT : MECH_OP_DECRYPT;
     if (m->ctx != NULL && m->mech->ops->reinit != NULL &&

@@ -505,6 +505,17 @@ static void test_gcm_message_bad_parameters_are_param_invalid(void)
     len = sizeof(ct);
     RV_EQ(enc(s, &p, sizeof(p), NULL, 0, pt, sizeof(pt), ct, &len), CKR_MECHANISM_PARAM_INVALID,
           "C_EncryptMessage(COUNTER) leaving fewer than 4 bytes to count in");
+    /* An IV of the caller's longer than OpenSSL's GCM takes (128 bytes): refused by the
+     * mechanism when the message starts, in both directions. */
+    uint8_t long_iv[200];
+    memset(long_iv, 0x5a, sizeof(long_iv));
+    gcm_msg(&p, long_iv, sizeof(long_iv), 0, CKG_NO_GENERATE, tag, 128);
+    len = sizeof(ct);
+    RV_EQ(enc(s, &p, sizeof(p), NULL, 0, pt, sizeof(pt), ct, &len), CKR_MECHANISM_PARAM_INVALID,
+          "C_EncryptMessage with a 200-byte IV");
+    len = sizeof(ct);
+    RV_EQ(dec(s, &p, sizeof(p), NULL, 0, ct, 16, pt, &len), CKR_MECHANISM_PARAM_INVALID,
+          "C_DecryptMessage with a 200-byte IV");
     /* A refused message does not end the context (core/message.c). */
     gcm_msg(&p, iv, IV_LEN, 0, CKG_GENERATE, tag, 128);
     len = sizeof(ct);
