@@ -304,6 +304,11 @@ int peer_prepare(bench_target *t, const bench_prep_opts *o, bool child, char *er
         return fail_rv(err, errlen, t, "C_Initialize", rv);
     snprintf(t->label, sizeof(t->label), "%s", label);
     rv = cli_find_token(t->f, label, &t->slot);
+    /* A token the bench means to make but finds already there: made by an earlier run on a
+     * module whose token storage the bench does not set up (a generic module), with that
+     * run's PIN. */
+    bool found_unmade = rv == CKR_OK && t->prepared && !child && t->kind == K_GENERIC &&
+                        o->workdir == NULL;
     if (rv == CKR_TOKEN_NOT_PRESENT && t->prepared && !child && t->kind != K_NSS)
         rv = init_token(t, label, &t->slot);
     if (rv == CKR_TOKEN_NOT_PRESENT) {
@@ -320,6 +325,13 @@ int peer_prepare(bench_target *t, const bench_prep_opts *o, bool child, char *er
     rv = t->f->C_Login(t->login_s, CKU_USER, (CK_UTF8CHAR_PTR)t->pin, strlen(t->pin));
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         char what[96];
+        if (found_unmade && rv == CKR_PIN_INCORRECT) {
+            snprintf(err, errlen,
+                     "token '%s' on %s was not made by this run (the bench cannot set up where "
+                     "this module keeps its tokens, so an earlier run left it): give it with "
+                     "--token and --pin-file, or remove it", label, t->path);
+            return -1;
+        }
         snprintf(what, sizeof(what), "C_Login to token '%s'", label);
         return fail_rv(err, errlen, t, what, rv);
     }
