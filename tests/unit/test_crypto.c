@@ -742,6 +742,15 @@ static void test_hmac_sha256_rfc4231_cases_2_and_6(void)
     crypto_hmac_free(h);
 }
 
+/* One message on h under key, after a restart: the MAC into out. */
+static void restart_mac(crypto_hmac *h, const void *key, size_t klen, const char *msg, uint8_t out[32])
+{
+    memset(out, 0, 32);
+    CU_ASSERT_EQUAL(crypto_hmac_restart(h, key, klen), CKR_OK);
+    CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)msg, strlen(msg)), CKR_OK);
+    CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+}
+
 /* crypto_hmac_restart: the same key keeps its states, another is scheduled, a message in
  * progress is dropped, and a key too long to keep is scheduled again each time. */
 static void test_hmac_restart(void)
@@ -757,34 +766,22 @@ static void test_hmac_restart(void)
     for (int round = 0; round < 2; round++) {
         /* a message begun and abandoned, then the same key again */
         CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)"abandoned", 9), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, "Jefe", 4, d2, out);
         CU_ASSERT(memcmp(out, jefe, 32) == 0);
         /* straight after final: nothing to drop */
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, "Jefe", 4, d2, out);
         CU_ASSERT(memcmp(out, jefe, 32) == 0);
         /* another key, longer than the ones kept: scheduled each time */
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, key, sizeof(key)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d6, strlen(d6)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, key, sizeof(key), d6, out);
         CU_ASSERT(memcmp(out, tc6, 32) == 0);
         CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)"abandoned", 9), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, key, sizeof(key)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d6, strlen(d6)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, key, sizeof(key), d6, out);
         CU_ASSERT(memcmp(out, tc6, 32) == 0);
         /* and back: the first key again, differing from the long one */
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, "Jefe", 4, d2, out);
         CU_ASSERT(memcmp(out, jefe, 32) == 0);
         /* a prefix of the kept key is another key */
-        CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jef", 3), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_update(h, (const uint8_t *)d2, strlen(d2)), CKR_OK);
-        CU_ASSERT_EQUAL(crypto_hmac_final(h, out), CKR_OK);
+        restart_mac(h, "Jef", 3, d2, out);
         CU_ASSERT(memcmp(out, jefe, 32) != 0);
         CU_ASSERT_EQUAL(crypto_hmac_restart(h, (const uint8_t *)"Jefe", 4), CKR_OK);
     }
